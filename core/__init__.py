@@ -1,0 +1,1 @@
+"""Optimus core: everything the app, the API and the CLI share. Never imports streamlit."""

@@ -1,0 +1,218 @@
+"""One settings object for the whole process.
+
+Sources, highest precedence first:
+
+1. environment variables ``OPTIMUS_*`` (provider keys keep their SDK names, e.g. ``OPENAI_API_KEY``)
+2. a ``.env`` file in the working directory
+3. ``.streamlit/secrets.toml``: root keys named ``OPTIMUS_*`` or keys of an ``[optimus]`` table
+4. the defaults below
+
+Read once with :func:`get_settings`; a missing or invalid setting raises :class:`ConfigError`
+whose message names the variable and how to fix it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "OPTIMUS_"
+SECRETS_TOML = Path(".streamlit") / "secrets.toml"
+JWT_SECRET_FILE = "jwt_secret"
+MIN_JWT_SECRET_BYTES = 32
+
+StorageMode = Literal["embedded", "ephemeral", "server"]
+
+
+class StreamlitSecretsSource(PydanticBaseSettingsSource):
+    """Settings from ``.streamlit/secrets.toml`` (root ``OPTIMUS_*`` keys or an ``[optimus]`` table)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._values = self._read(path)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            return {}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML ({exc}). Fix or remove the file.") from exc
+        values: dict[str, Any] = {}
+        table = data.get("optimus")
+        if isinstance(table, dict):
+            values.update({str(k).lower(): v for k, v in table.items()})
+        for key, value in data.items():
+            if key.upper().startswith(ENV_PREFIX):
+                values[key[len(ENV_PREFIX):].lower()] = value
+        return values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Every knob Optimus has. Field ``x`` is set by ``OPTIMUS_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    data_dir: Path = Field(Path("data"), description="Where embedded data, the JWT secret and models live.")
+    storage: StorageMode = Field("embedded", description="embedded | ephemeral | server")
+    fallback: Literal["none", "ephemeral"] = Field(
+        "none", description="In server mode, start ephemeral (loudly) if the database is unreachable."
+    )
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL; postgresql+psycopg://... switches to PostgreSQL."
+    )
+    qdrant_url: str | None = Field(None, description="Qdrant server URL (server mode).")
+    qdrant_api_key: SecretStr | None = None
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key, >= 32 bytes. Generated into the data dir when unset."
+    )
+    max_message_chars: int = Field(32_000, ge=1, le=10_000_000)
+    max_messages_per_conversation: int = Field(0, ge=0, description="0 keeps every message.")
+    conversation_ttl: timedelta = Field(
+        timedelta(0), description="Idle time after which a conversation expires; 0 keeps them forever."
+    )
+    context_turns: int = Field(10, ge=1, le=1000)
+    db_connect_timeout: float = Field(5.0, gt=0, le=120)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            StreamlitSecretsSource(settings_cls, SECRETS_TOML),
+        )
+
+    @field_validator("conversation_ttl", mode="before")
+    @classmethod
+    def _ttl_shorthand(cls, value: Any) -> Any:
+        """Accept plain seconds ("3600") and shorthands ("30d", "12h", "90m", "45s") besides ISO 8601."""
+        if isinstance(value, str):
+            raw = value.strip().lower()
+            units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+            if raw.lstrip("-").isdigit():
+                return timedelta(seconds=int(raw))
+            if raw[:-1].lstrip("-").isdigit() and raw[-1:] in units:
+                return timedelta(seconds=int(raw[:-1]) * units[raw[-1]])
+        return value
+
+    @field_validator("conversation_ttl")
+    @classmethod
+    def _ttl_not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must be 0 (forever) or a positive duration such as 2592000 or P30D")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_JWT_SECRET_BYTES} bytes; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` or leave it unset"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _server_mode_needs_urls(self) -> Settings:
+        if self.storage == "server":
+            if self.database_url is None:
+                raise ValueError(
+                    "OPTIMUS_STORAGE=server needs OPTIMUS_DATABASE_URL, "
+                    "e.g. postgresql+psycopg://optimus:PASSWORD@db:5432/optimus"
+                )
+            if not self.qdrant_url:
+                raise ValueError("OPTIMUS_STORAGE=server needs OPTIMUS_QDRANT_URL, e.g. http://qdrant:6333")
+        return self
+
+    @property
+    def conversation_ttl_seconds(self) -> float:
+        return self.conversation_ttl.total_seconds()
+
+
+def _explain(exc: pydantic.ValidationError) -> str:
+    lines = ["Optimus cannot start: some settings are invalid."]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ()))
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        got = err.get("input")
+        shown = "" if field in {"jwt_secret", "database_url", "qdrant_api_key"} or isinstance(got, dict) else f" (got {got!r})"
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        lines.append(f"  - {name}: {msg}{shown}")
+    lines.append("Set them in the environment, in .env, or in .streamlit/secrets.toml (see README).")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from all sources; raise :class:`ConfigError` with a readable message."""
+    try:
+        return Settings(**overrides)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests, or a CLI that changes the environment)."""
+    get_settings.cache_clear()
+
+
+def resolve_jwt_secret(settings: Settings, data_dir: Path | None = None) -> SecretStr:
+    """The configured JWT secret, or one generated on first start and kept in the data dir (0600)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret
+    directory = Path(data_dir or settings.data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / JWT_SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text(encoding="utf-8").strip()
+        if len(value.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ConfigError(
+                f"{path} holds a JWT secret shorter than {MIN_JWT_SECRET_BYTES} bytes. "
+                "Delete the file to generate a new one (this logs everybody out)."
+            ) from None
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return SecretStr(value)
+    value = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    return SecretStr(value)

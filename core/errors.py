@@ -1,0 +1,75 @@
+"""The errors Optimus raises on purpose.
+
+Every error a person may see is an ``AppError``; its message is written for them. Anything
+else escaping ``core`` is a bug and should surface as one.
+
+    AppError
+    ├── ClientError            the caller asked for something we will not do
+    │   ├── ValidationError    bad input: empty/huge/invalid text, a bad field
+    │   ├── NotFound           no such thing *for this caller* (never leaks existence)
+    │   ├── PermissionDenied   authenticated, but not allowed
+    │   └── InvalidCredentials wrong username/password, forged or expired token
+    ├── ServiceError           the world failed; retrying later may work
+    │   ├── StoreUnavailable   database or vector store unreachable
+    │   └── ProviderUnavailable model provider down, timed out or rate-limited
+    └── ConfigError            a setting is missing or invalid; says how to fix it
+        └── StartupError       storage could not be opened as configured
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """Base of every error whose message is meant for a person."""
+
+    def __init__(self, message: str, *, detail: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ClientError(AppError):
+    """The caller's mistake; retrying the same request will fail the same way."""
+
+
+class ValidationError(ClientError):
+    """Input rejected before anything was stored."""
+
+    def __init__(self, message: str, *, field: str | None = None, detail: dict | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.field = field
+
+
+class NotFound(ClientError):
+    """The object does not exist for this caller (it may exist for someone else)."""
+
+
+class PermissionDenied(ClientError):
+    """The caller is known but not allowed to do this."""
+
+
+class InvalidCredentials(ClientError):
+    """Authentication failed; the message never says which part was wrong."""
+
+
+class ServiceError(AppError):
+    """Something outside the caller's control failed."""
+
+
+class StoreUnavailable(ServiceError):
+    """The relational database or the vector store could not be reached."""
+
+
+class ProviderUnavailable(ServiceError):
+    """A model provider timed out, refused, or is down."""
+
+
+class ConfigError(AppError):
+    """A setting is missing or invalid. The message names the setting and the fix."""
+
+
+class StartupError(ConfigError):
+    """Storage could not be opened in the configured mode."""
