@@ -1,0 +1,51 @@
+"""Promises the repository makes about itself: two README commands, CI runs one, pins, compose."""
+
+import re
+
+import yaml
+
+from core.config import Settings
+from tests.conftest import REPO
+
+
+def _readme_commands() -> list[str]:
+    blocks = re.findall(r"```(?:bash|sh|shell)\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
+    commands = _readme_commands()
+    assert commands == ["./scripts/start.sh", "./scripts/test.sh"]
+    ci = (REPO / ".ci/run").read_text()
+    assert re.search(r"^\./scripts/test\.sh$", ci, flags=re.M), "CI must run the README test command verbatim"
+
+
+def test_every_requirement_is_pinned():
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for line in (REPO / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line or line.startswith("-r "):
+                continue
+            assert re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[A-Za-z0-9_.+\-]+", line), f"{name}: unpinned {line!r}"
+
+
+def test_compose_env_matches_settings_and_every_service_has_a_healthcheck():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    fields = {f"OPTIMUS_{name.upper()}" for name in Settings.model_fields}
+    for name, service in compose["services"].items():
+        assert "healthcheck" in service, f"{name} has no healthcheck"
+        image = service.get("image", "")
+        assert ":" in image and not image.endswith(":latest"), f"{name}: image tag must be pinned"
+        for key in service.get("environment", {}):
+            if key.startswith("OPTIMUS_"):
+                assert key in fields, f"{name}: {key} is not a setting in core/config.py"
+
+
+def test_no_secrets_file_is_tracked():
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert ".streamlit/secrets.toml" in ignored and ".env" in ignored and "data/" in ignored
+
+
+def test_core_never_imports_streamlit():
+    for path in (REPO / "core").rglob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+streamlit", path.read_text(), flags=re.M), path
