@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         timedelta(0), description="Idle time after which a conversation expires; 0 keeps them forever."
     )
     context_turns: int = Field(10, ge=1, le=1000)
+    model_cache_dir: Path | None = Field(
+        None, description="Derived model files (the ONNX export); default ~/.cache/optimus (XDG_CACHE_HOME)."
+    )
+    embedder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "onnx", description="Local embedding runtime for the bundled MiniLM (onnx is exported from it once)."
+    )
     db_connect_timeout: float = Field(5.0, gt=0, le=120)
 
     @classmethod
@@ -155,6 +161,13 @@ class Settings(BaseSettings):
             if not self.qdrant_url:
                 raise ValueError("OPTIMUS_STORAGE=server needs OPTIMUS_QDRANT_URL, e.g. http://qdrant:6333")
         return self
+
+    @property
+    def model_cache(self) -> Path:
+        if self.model_cache_dir is not None:
+            return Path(self.model_cache_dir)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "optimus"
 
     @property
     def conversation_ttl_seconds(self) -> float:

@@ -7,15 +7,22 @@ The Streamlit app keeps one in ``st.cache_resource``; the API and CLI call
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from core.config import Settings, get_settings, resolve_jwt_secret
 from core.conversations import CleanupReport, ConversationStore
-from core.health import HealthReport, collect_health
+from core.health import ComponentStatus, HealthReport, collect_health
+from core.memory.queue import ExtractionQueue
 from core.storage import Storage, open_storage
 from core.users import UserStore
+
+if TYPE_CHECKING:
+    from core.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +35,52 @@ class Runtime:
     users: UserStore
     conversations: ConversationStore
     startup_cleanup: CleanupReport
+    queue: ExtractionQueue
+    _memory: MemoryService | None = field(default=None, repr=False)
+    _memory_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def memory(self) -> MemoryService:
+        """Long-term memory, opened on first use (loading the embedder takes a moment)."""
+        if self._memory is None:
+            with self._memory_lock:
+                if self._memory is None:
+                    from core.memory.engine import build_memory_service
+
+                    self._memory = build_memory_service(self.settings, self.storage)
+        return self._memory
+
+    def _vector_probe(self) -> ComponentStatus:
+        started = time.perf_counter()
+        try:
+            count = self.memory.count()
+        except Exception as exc:  # a broken store is a component that is down, not a crash
+            return ComponentStatus("vector store", False, str(exc))
+        where = self.storage.qdrant_url if self.storage.mode == "server" else self.storage.vector_path
+        kind = "Qdrant server" if self.storage.mode == "server" else "Qdrant Edge"
+        return ComponentStatus("vector store", True, f"{kind} · {where} · {count:,} memories",
+                               (time.perf_counter() - started) * 1000)
+
+    def _queue_probe(self) -> ComponentStatus:
+        depth = self.queue.depth()
+        detail = f"{depth['pending']} pending · {depth['running']} running · {depth['failed']} failed"
+        return ComponentStatus("extraction queue", depth["failed"] == 0,
+                               detail + (" — retry them from Admin › Maintenance" if depth["failed"] else ""))
 
     def health(self) -> HealthReport:
-        return collect_health(self.storage)
+        extra: dict[str, int] = {}
+        try:
+            extra["memories"] = self.memory.count()
+        except Exception:  # reported by the vector store probe below
+            pass
+        extra["pending_extractions"] = self.queue.depth()["pending"]
+        return collect_health(self.storage, probes=[self._vector_probe, self._queue_probe], extra_counts=extra)
 
     def close(self) -> None:
+        if self._memory is not None:
+            close = getattr(self._memory.store, "close", None)
+            if close is not None and self.storage.mode != "server":
+                close()
         self.storage.close()
 
 
@@ -62,4 +110,5 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
         users=UserStore(storage.engine),
         conversations=convs,
         startup_cleanup=report,
+        queue=ExtractionQueue(storage.engine),
     )

@@ -91,3 +91,51 @@ messages = Table(
     CheckConstraint("role IN ('user', 'assistant', 'system', 'tool')", name="role"),
     Index(None, "conversation_id", "id"),
 )
+
+# --- long-term memory (migration 0002) -------------------------------------------------------
+memory_history = Table(
+    "memory_history",
+    metadata,
+    Column("seq", RowId, primary_key=True, autoincrement=True),  # insertion order
+    Column("id", String(36), nullable=False, unique=True),  # mem0's history record id
+    Column("memory_id", String(64), nullable=False),
+    Column("owner_id", String(32)),
+    Column("user_id", String(200)),
+    Column("agent_id", String(200)),
+    Column("run_id", String(200)),
+    Column("old_memory", Text()),
+    Column("new_memory", Text()),
+    Column("event", String(16), nullable=False),
+    Column("created_at", String(40)),  # mem0's ISO strings, kept verbatim
+    Column("updated_at", String(40)),
+    Column("is_deleted", Integer(), nullable=False, server_default="0"),
+    Column("actor_id", String(200)),
+    Column("role", String(32)),
+    Column("source", String(16)),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Index(None, "memory_id", "seq"),
+    Index(None, "owner_id", "recorded_at"),
+)
+
+pending_extractions = Table(
+    "pending_extractions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("owner_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("agent_id", String(200)),
+    Column("run_id", String(200)),
+    Column("conversation_id", String(32)),
+    Column("message_id", BigInteger()),
+    Column("payload", Text(), nullable=False),  # JSON: the exchange and its context turns
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("last_error", Text()),
+    Column("result", Text()),  # JSON list of MemoryEvent once done
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "owner_id", "conversation_id"),
+)

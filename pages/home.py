@@ -23,7 +23,7 @@ if report.requested_mode != report.mode:
 
 cols = st.columns(len(report.counts) + 2)
 for col, (name, value) in zip(cols, report.counts.items(), strict=False):
-    col.metric(name.capitalize(), f"{value:,}")
+    col.metric(name.replace("_", " ").capitalize(), f"{value:,}")
 cols[-2].metric("Database size", human_bytes(report.sizes.get("database_bytes", 0)))
 cols[-1].metric("Data directory", human_bytes(report.sizes.get("data_dir_bytes", 0)))
 

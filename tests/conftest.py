@@ -13,10 +13,16 @@ from tests import netguard
 from tests.pgserver import PostgresError, PostgresServer
 
 netguard.install()
-os.environ.setdefault("MEM0_TELEMETRY", "False")
+os.environ["MEM0_TELEMETRY"] = "False"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import pydantic_ai.models  # noqa: E402
+
+pydantic_ai.models.ALLOW_MODEL_REQUESTS = False  # models are faked at the boundary only
+
 REPO = Path(__file__).resolve().parent.parent
+# Derived model files (the ONNX export of the bundled MiniLM) are shared by the whole run.
+MODEL_CACHE = Path(os.environ.get("OPTIMUS_TEST_MODEL_CACHE", str(REPO / ".cache" / "test-models")))
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +46,7 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("OPTIMUS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OPTIMUS_MODEL_CACHE_DIR", str(MODEL_CACHE))
     reset_settings_cache()
     try:
         yield tmp_path / "data"

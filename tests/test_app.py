@@ -35,7 +35,8 @@ def test_home_shows_health_report(isolated_settings):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Users"] == "0" and metrics["Conversations"] == "0" and metrics["Messages"] == "0"
     table = at.dataframe[0].value
-    assert list(table["Component"]) == ["database", "data directory"]
+    assert list(table["Component"]) == ["database", "data directory", "vector store", "extraction queue"]
+    assert metrics["Memories"] == "0"
     assert all(status.startswith("✅") for status in table["Status"])
     assert not at.error
     assert (isolated_settings / "optimus.db").exists()

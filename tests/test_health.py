@@ -17,9 +17,11 @@ def test_report_counts_and_components(backend, db_url, monkeypatch):
         runtime.conversations.append(conv.id, "assistant", "hi Ada")
         report = runtime.health()
         assert report.status == "ok" and report.mode == "embedded"
-        assert report.counts == {"users": 1, "conversations": 1, "messages": 2}
+        assert report.counts == {"users": 1, "conversations": 1, "messages": 2, "memories": 0, "pending_extractions": 0}
         names = [c.name for c in report.components]
-        assert names[:2] == ["database", "data directory"] and all(c.ok for c in report.components)
+        assert names == ["database", "data directory", "vector store", "extraction queue"]
+        assert all(c.ok for c in report.components), report.components
+        assert "Qdrant Edge" in report.components[2].detail
         assert ("PostgreSQL" if backend == "postgresql" else "SQLite (WAL)") in report.components[0].detail
         assert report.sizes["database_bytes"] > 0
         assert report.as_dict()["counts"]["messages"] == 2

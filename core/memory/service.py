@@ -1,0 +1,608 @@
+"""MemoryService: the one typed interface to long-term memory (UI, agent tools, API).
+
+Built on one ``mem0.Memory`` per process. Writes go through mem0's public API
+(``add(infer=False, metadata=...)``, ``update``, ``delete``) so its history — kept in our
+database by :class:`~core.memory.history.SqlHistory` — records every event. Reads use mem0's
+vector store and embedder directly: that keeps search on one query embedding, lets us add
+owner scoping to every call, and gives real hybrid retrieval (dense + BM25, fused with
+reciprocal ranks) instead of re-ranking the dense list only.
+
+Scoping: every memory carries ``owner_id`` (the account) in its payload, and every read,
+write, search and delete filters on it. An id that belongs to another owner is
+:class:`NotFound`, exactly like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from core.conversations import validate_text
+from core.errors import NotFound, StoreUnavailable, ValidationError
+from core.memory.history import HistoryEntry, SqlHistory, attribution
+from core.memory.types import MEMORY_TYPES, CandidateMemory, MemoryEvent, MemoryRecord, Scope
+
+MAX_MEMORY_CHARS = 2000
+LIST_CAP = 100_000
+RRF_K = 60
+_ID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_OURS = {"owner_id", "type", "importance", "confidence", "entities", "people", "tags", "expires_at", "source"}
+_MEM0 = {"data", "hash", "created_at", "updated_at", "text_lemmatized", "user_id", "agent_id", "run_id",
+         "actor_id", "role", "expiration_date", "attributed_to"}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFilters:
+    """Optional narrowing for search and listing. Lists match if any value matches."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()
+    min_importance: int | None = None
+    max_importance: int | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStats:
+    total: int
+    by_type: dict[str, int]
+    top_tags: list[tuple[str, int]]
+    top_people: list[tuple[str, int]]
+    oldest: str | None
+    newest: str | None
+    user_ids: list[str]
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+def _record(mem_id: Any, payload: dict[str, Any], score: float | None = None) -> MemoryRecord:
+    expires = payload.get("expiration_date")
+    try:
+        expires_at = date.fromisoformat(str(expires)) if expires else None
+    except ValueError:
+        expires_at = None
+    extra = {k: v for k, v in payload.items() if k not in _OURS and k not in _MEM0}
+    return MemoryRecord(
+        id=str(mem_id),
+        text=payload.get("data", ""),
+        owner_id=payload.get("owner_id", ""),
+        user_id=payload.get("user_id"),
+        agent_id=payload.get("agent_id"),
+        run_id=payload.get("run_id"),
+        type=payload.get("type") or "note",
+        importance=int(payload.get("importance") or 3),
+        confidence=float(payload.get("confidence") if payload.get("confidence") is not None else 1.0),
+        entities=_as_tuple(payload.get("entities")),
+        people=_as_tuple(payload.get("people")),
+        tags=_as_tuple(payload.get("tags")),
+        expires_at=expires_at,
+        created_at=payload.get("created_at"),
+        updated_at=payload.get("updated_at"),
+        hash=payload.get("hash"),
+        score=score,
+        metadata=extra,
+    )
+
+
+def _expired(payload: dict[str, Any], today: date) -> bool:
+    expires = payload.get("expiration_date")
+    if not expires:
+        return False
+    try:
+        return date.fromisoformat(str(expires)) < today
+    except ValueError:
+        return False
+
+
+def _rows(listed: Any) -> list[Any]:
+    """mem0 stores' ``list()`` returns ``[rows]`` (or rows); normalise to rows."""
+    if isinstance(listed, tuple):
+        listed = listed[0]
+    if listed and isinstance(listed, list) and listed and isinstance(listed[0], list):
+        return listed[0]
+    return list(listed or [])
+
+
+def _clean_list(values: Iterable[str] | None, name: str) -> list[str]:
+    out: list[str] = []
+    for v in values or ():
+        if not isinstance(v, str):
+            raise ValidationError(f"{name} must be a list of text values.", field=name)
+        v = " ".join(v.split())[:100]
+        if v and v.lower() not in {o.lower() for o in out}:
+            out.append(v)
+    if len(out) > 30:
+        raise ValidationError(f"At most 30 {name}.", field=name)
+    return out
+
+
+class MemoryService:
+    """Owner-scoped operations on long-term memory. Thread-safe."""
+
+    def __init__(self, memory: Any, history: SqlHistory, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._m = memory
+        self.history_store = history
+        memory.db = history  # mem0 writes its history through .db
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._write_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def store(self) -> Any:
+        return self._m.vector_store
+
+    def _embed(self, text: str, action: str = "search") -> list[float]:
+        return self._m.embedding_model.embed(text, action)
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a store call; a failing engine becomes StoreUnavailable, our own errors pass through."""
+        try:
+            return fn(*args, **kwargs)
+        except (ValidationError, NotFound, StoreUnavailable):
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(str(exc)) from exc
+        except Exception as exc:  # the engine failed: say so, keep the caller's data
+            raise StoreUnavailable(f"The memory store failed: {type(exc).__name__}: {exc}") from exc
+
+    def _scope_filter(self, owner_id: str, flt: MemoryFilters | None = None) -> dict[str, Any]:
+        if not owner_id:
+            raise ValidationError("An owner is required.", field="owner_id")
+        out: dict[str, Any] = {"owner_id": owner_id}
+        if flt is None:
+            return out
+        for key in ("user_id", "agent_id", "run_id"):
+            value = getattr(flt, key)
+            if value:
+                out[key] = value
+        if flt.types:
+            bad = [t for t in flt.types if t not in MEMORY_TYPES]
+            if bad:
+                raise ValidationError(f"Unknown memory type {bad[0]!r}.", field="types")
+            out["type"] = {"in": list(flt.types)}
+        if flt.tags:
+            out["tags"] = {"in": list(flt.tags)}
+        if flt.people:
+            out["people"] = {"in": list(flt.people)}
+        rng: dict[str, Any] = {}
+        if flt.min_importance is not None:
+            rng["gte"] = int(flt.min_importance)
+        if flt.max_importance is not None:
+            rng["lte"] = int(flt.max_importance)
+        if rng:
+            out["importance"] = rng
+        dates: dict[str, Any] = {}
+        if flt.created_after is not None:
+            dates["gte"] = _iso(flt.created_after)
+        if flt.created_before is not None:
+            dates["lte"] = _iso(flt.created_before)
+        if dates:
+            out["created_at"] = dates
+        for key, value in (flt.metadata or {}).items():
+            if key in _OURS or key in _MEM0:
+                raise ValidationError(f"'{key}' is not a metadata field; use the dedicated filter.", field="metadata")
+            out[key] = value
+        return out
+
+    def _owned(self, owner_id: str, memory_id: str) -> MemoryRecord:
+        if not isinstance(memory_id, str) or not _ID_RE.match(memory_id):
+            raise NotFound("No such memory.")
+        point = self._call(self.store.get, vector_id=str(uuid.UUID(memory_id)))
+        if point is None or (point.payload or {}).get("owner_id") != owner_id:
+            raise NotFound("No such memory.")
+        return _record(point.id, point.payload or {})
+
+    def _metadata(
+        self,
+        *,
+        owner_id: str,
+        type: str,
+        importance: int,
+        confidence: float,
+        entities: Iterable[str] | None,
+        people: Iterable[str] | None,
+        tags: Iterable[str] | None,
+        source: str,
+        extra: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        if type not in MEMORY_TYPES:
+            raise ValidationError(f"Unknown memory type {type!r}; use one of {', '.join(MEMORY_TYPES)}.", field="type")
+        if isinstance(importance, bool) or not isinstance(importance, int) or not 1 <= importance <= 5:
+            raise ValidationError("Importance is a whole number from 1 to 5.", field="importance")
+        if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
+            raise ValidationError("Confidence is a number from 0 to 1.", field="confidence")
+        meta = {k: v for k, v in (extra or {}).items() if k not in _OURS and k not in _MEM0}
+        meta.update(
+            owner_id=owner_id,
+            type=type,
+            importance=importance,
+            confidence=float(confidence),
+            entities=_clean_list(entities, "entities"),
+            people=_clean_list(people, "people"),
+            tags=_clean_list(tags, "tags"),
+            source=source,
+        )
+        return meta
+
+    # ------------------------------------------------------------------ writes
+    def add(
+        self,
+        scope: Scope,
+        text: str,
+        *,
+        type: str = "note",
+        importance: int = 3,
+        confidence: float = 1.0,
+        entities: Iterable[str] | None = None,
+        people: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        expires_at: date | datetime | str | None = None,
+        metadata: dict[str, Any] | None = None,
+        source: str = "ui",
+    ) -> MemoryRecord:
+        """Store ``text`` as one memory, verbatim (no model involved)."""
+        text = " ".join(validate_text(text, limit=MAX_MEMORY_CHARS).split())
+        meta = self._metadata(
+            owner_id=scope.owner_id, type=type, importance=importance, confidence=confidence,
+            entities=entities, people=people, tags=tags, source=source, extra=metadata,
+        )
+        with attribution(scope, source):
+            result = self._call(
+                self._m.add,
+                text,
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+                run_id=scope.run_id,
+                metadata=meta,
+                infer=False,
+                expiration_date=expires_at,
+            )
+        rows = result.get("results", [])
+        if not rows:
+            raise StoreUnavailable("The memory store accepted nothing; the memory was not saved.")
+        return self._owned(scope.owner_id, rows[0]["id"])
+
+    def add_candidate(self, scope: Scope, candidate: CandidateMemory, *, source: str = "pipeline") -> MemoryRecord:
+        return self.add(
+            scope, candidate.text, type=candidate.type, importance=candidate.importance,
+            confidence=candidate.confidence, entities=candidate.entities, people=candidate.people,
+            tags=candidate.tags, expires_at=candidate.expires_at, source=source,
+        )
+
+    def update(
+        self,
+        owner_id: str,
+        memory_id: str,
+        *,
+        text: str | None = None,
+        type: str | None = None,
+        importance: int | None = None,
+        confidence: float | None = None,
+        entities: Iterable[str] | None = None,
+        people: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        expires_at: date | datetime | str | None | object = ...,
+        metadata: dict[str, Any] | None = None,
+        source: str = "ui",
+    ) -> MemoryRecord:
+        """Change text and/or fields; unchanged fields keep their values. mem0 records an UPDATE."""
+        current = self._owned(owner_id, memory_id)
+        if text is not None:
+            text = " ".join(validate_text(text, limit=MAX_MEMORY_CHARS).split())
+        meta = self._metadata(
+            owner_id=owner_id,
+            type=type if type is not None else current.type,
+            importance=importance if importance is not None else current.importance,
+            confidence=confidence if confidence is not None else current.confidence,
+            entities=entities if entities is not None else current.entities,
+            people=people if people is not None else current.people,
+            tags=tags if tags is not None else current.tags,
+            source=source,
+            extra={**current.metadata, **(metadata or {})},
+        )
+        kwargs: dict[str, Any] = {"text": text, "metadata": meta}
+        if expires_at is not ...:
+            kwargs["expiration_date"] = expires_at
+        with self._write_lock, attribution(current.scope, source):
+            self._call(self._m.update, current.id, **kwargs)
+        return self._owned(owner_id, current.id)
+
+    def update_from_candidate(
+        self, scope: Scope, memory_id: str, text: str, candidate: CandidateMemory, *, source: str = "pipeline"
+    ) -> MemoryRecord:
+        current = self._owned(scope.owner_id, memory_id)
+        return self.update(
+            scope.owner_id, memory_id, text=text, type=candidate.type,
+            importance=max(current.importance, candidate.importance), confidence=candidate.confidence,
+            entities=[*current.entities, *candidate.entities], people=[*current.people, *candidate.people],
+            tags=[*current.tags, *candidate.tags],
+            expires_at=candidate.expires_at if candidate.expires_at else ..., source=source,
+        )
+
+    def delete(self, scope_or_owner: Scope | str, memory_id: str, *, source: str = "ui") -> None:
+        owner_id = scope_or_owner.owner_id if isinstance(scope_or_owner, Scope) else scope_or_owner
+        current = self._owned(owner_id, memory_id)
+        with self._write_lock, attribution(current.scope, source):
+            self._call(self._m.delete, current.id)
+
+    def delete_all(self, owner_id: str, *, user_id: str | None = None, agent_id: str | None = None,
+                   run_id: str | None = None, source: str = "ui") -> int:
+        """Delete every memory of the owner (optionally of one end-user/agent/run). Returns the count."""
+        ids = [r.id for r in self.get_all(owner_id, MemoryFilters(user_id=user_id, agent_id=agent_id, run_id=run_id),
+                                          limit=LIST_CAP, include_expired=True)]
+        for mem_id in ids:
+            self.delete(owner_id, mem_id, source=source)
+        return len(ids)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, owner_id: str, memory_id: str) -> MemoryRecord:
+        return self._owned(owner_id, memory_id)
+
+    def get_all(
+        self,
+        owner_id: str,
+        filters: MemoryFilters | None = None,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        include_expired: bool = False,
+    ) -> list[MemoryRecord]:
+        """The owner's memories, newest first."""
+        flt = self._scope_filter(owner_id, filters)
+        cap = min(LIST_CAP, max(1, int(limit)) + max(0, int(offset)))
+        rows = _rows(self._call(self.store.list, filters=flt, top_k=LIST_CAP if cap > 1000 else max(cap, 1000)))
+        today = self._clock().date()
+        records = [_record(r.id, r.payload or {}) for r in rows
+                   if include_expired or not _expired(r.payload or {}, today)]
+        records.sort(key=lambda r: (r.created_at or "", r.id), reverse=True)
+        return records[offset: offset + limit]
+
+    def count(self, owner_id: str | None = None) -> int:
+        flt = {"owner_id": owner_id} if owner_id else None
+        return len(_rows(self._call(self.store.list, filters=flt, top_k=LIST_CAP)))
+
+    def history(self, owner_id: str, memory_id: str) -> list[HistoryEntry]:
+        """Every recorded change of a memory, oldest first (also for deleted memories of this owner)."""
+        entries = self.history_store.for_memory(memory_id) if _ID_RE.match(memory_id or "") else []
+        if not entries or any(e.owner_id not in (None, owner_id) for e in entries):
+            raise NotFound("No such memory.")
+        if all(e.owner_id is None for e in entries):
+            self._owned(owner_id, memory_id)  # history written before attribution: check via the store
+        return entries
+
+    def revert(self, owner_id: str, memory_id: str, history_id: str, *, source: str = "ui") -> MemoryRecord:
+        """Bring back the text a memory had after (or before a DELETE) the given history entry."""
+        entries = self.history(owner_id, memory_id)
+        entry = next((e for e in entries if e.id == history_id), None)
+        if entry is None:
+            raise NotFound("No such history entry.")
+        text = entry.new_memory if entry.event != "DELETE" else entry.old_memory
+        if not text:
+            raise ValidationError("That history entry has no text to go back to.")
+        try:
+            self._owned(owner_id, memory_id)
+        except NotFound:  # deleted: re-create it in the scope it had (mem0 gives it a new id)
+            scope = next((e.scope for e in reversed(entries) if e.scope), None) or Scope.personal(owner_id)
+            return self.add(scope, text, source=source, metadata={"restored_from": memory_id})
+        return self.update(owner_id, memory_id, text=text, source=source)
+
+    # ------------------------------------------------------------------ search
+    def similar_batch(self, scope: Scope, texts: Sequence[str], *, k: int) -> list[list[MemoryRecord]]:
+        """For each text, the ``k`` most similar live memories in exactly ``scope`` (cosine scores)."""
+        flt = self._scope_filter(scope.owner_id, MemoryFilters(user_id=scope.user_id, agent_id=scope.agent_id,
+                                                              run_id=scope.run_id))
+        today = self._clock().date()
+        out = []
+        for text in texts:
+            vec = self._embed(text)
+            hits = self._call(self.store.search, query=text, vectors=vec, top_k=k, filters=flt)
+            out.append([_record(h.id, h.payload or {}, h.score) for h in hits
+                        if not _expired(h.payload or {}, today)])
+        return out
+
+    def search(
+        self,
+        owner_id: str,
+        query: str,
+        filters: MemoryFilters | None = None,
+        *,
+        top_k: int = 10,
+        threshold: float | None = None,
+        mode: str = "hybrid",
+    ) -> list[MemoryRecord]:
+        """Hybrid search: dense (cosine) and BM25 lists fused by reciprocal rank.
+
+        ``threshold`` drops results whose cosine similarity to the query is below it. The
+        returned ``score`` is the cosine similarity; order is the fused rank. ``mode`` may be
+        ``dense`` or ``keyword`` for comparison.
+        """
+        query = validate_text(query, limit=MAX_MEMORY_CHARS, field="query").strip()
+        if not 1 <= int(top_k) <= 1000:
+            raise ValidationError("top_k must be between 1 and 1000.", field="top_k")
+        if mode not in ("hybrid", "dense", "keyword"):
+            raise ValidationError("mode must be hybrid, dense or keyword.", field="mode")
+        flt = self._scope_filter(owner_id, filters)
+        pool = max(top_k * 4, 40)
+        today = self._clock().date()
+        vec = self._embed(query)
+        dense = [] if mode == "keyword" else self._call(self.store.search, query=query, vectors=vec, top_k=pool, filters=flt)
+        keyword = [] if mode == "dense" else (self._call(self.store.keyword_search, query=query, top_k=pool, filters=flt) or [])
+        cosine: dict[str, float] = {}
+        payloads: dict[str, dict] = {}
+        fused: dict[str, float] = {}
+        for rank, hit in enumerate(dense):
+            key = str(hit.id)
+            cosine[key] = float(hit.score)
+            payloads[key] = hit.payload or {}
+            fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank + 1)
+        for rank, hit in enumerate(keyword):
+            key = str(hit.id)
+            payloads.setdefault(key, hit.payload or {})
+            fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank + 1)
+        missing = [k for k in fused if k not in cosine]
+        if missing and threshold is not None:
+            # keyword-only hits: compute their cosine so the threshold means the same for all
+            import numpy as np
+
+            q = np.asarray(vec, dtype=np.float32)
+            for key in missing:
+                point = self._call(self.store.get, vector_id=key)
+                vector = getattr(point, "vector", None) if point is not None else None
+                if vector is not None:
+                    v = np.asarray(vector, dtype=np.float32)
+                    cosine[key] = float(q @ v / ((np.linalg.norm(q) * np.linalg.norm(v)) or 1.0))
+        ranked = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)
+        results: list[MemoryRecord] = []
+        for key, _ in ranked:
+            payload = payloads[key]
+            if _expired(payload, today):
+                continue
+            score = cosine.get(key)
+            if threshold is not None and (score is None or score < threshold):
+                continue
+            results.append(_record(key, payload, score))
+            if len(results) >= top_k:
+                break
+        return results
+
+    def temporal_search(
+        self,
+        owner_id: str,
+        when: str | tuple[datetime | None, datetime | None],
+        query: str | None = None,
+        filters: MemoryFilters | None = None,
+        *,
+        top_k: int = 20,
+    ) -> list[MemoryRecord]:
+        """Memories created in a period: "today", "yesterday", "this week", "last week",
+        "this month", "last month", "last N days", or an explicit ``(start, end)`` range."""
+        start, end = parse_period(when, now=self._clock()) if isinstance(when, str) else when
+        base = filters or MemoryFilters()
+        ranged = MemoryFilters(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                                  "created_after": start, "created_before": end})
+        if query:
+            return self.search(owner_id, query, ranged, top_k=top_k)
+        return self.get_all(owner_id, ranged, limit=top_k)
+
+    def by_tags(self, owner_id: str, tags: Sequence[str], *, user_id: str | None = None, limit: int = 100) -> list[MemoryRecord]:
+        return self.get_all(owner_id, MemoryFilters(user_id=user_id, tags=tuple(tags)), limit=limit)
+
+    def by_people(self, owner_id: str, people: Sequence[str], *, user_id: str | None = None, limit: int = 100) -> list[MemoryRecord]:
+        return self.get_all(owner_id, MemoryFilters(user_id=user_id, people=tuple(people)), limit=limit)
+
+    def stats(self, owner_id: str, *, user_id: str | None = None) -> MemoryStats:
+        records = self.get_all(owner_id, MemoryFilters(user_id=user_id), limit=LIST_CAP)
+        tags = Counter(t for r in records for t in r.tags)
+        people = Counter(p for r in records for p in r.people)
+        created = sorted(r.created_at for r in records if r.created_at)
+        return MemoryStats(
+            total=len(records),
+            by_type=dict(Counter(r.type for r in records)),
+            top_tags=tags.most_common(10),
+            top_people=people.most_common(10),
+            oldest=created[0] if created else None,
+            newest=created[-1] if created else None,
+            user_ids=sorted({r.user_id for r in records if r.user_id}),
+        )
+
+    # ------------------------------------------------------------------ maintenance
+    def cleanup_expired(self, owner_id: str | None = None) -> int:
+        """Delete memories whose expiry date has passed (they are already hidden). Returns the count."""
+        today = self._clock().date()
+        rows = _rows(self._call(self.store.list, filters={"owner_id": owner_id} if owner_id else None, top_k=LIST_CAP))
+        removed = 0
+        for r in rows:
+            payload = r.payload or {}
+            if _expired(payload, today):
+                with attribution(_record(r.id, payload).scope, "cleanup"):
+                    self._call(self._m.delete, str(r.id))
+                removed += 1
+        return removed
+
+    def consolidate(self, scope: Scope, *, threshold: float = 0.95) -> list[MemoryEvent]:
+        """Merge near-duplicates in one scope: keep the most important (then newest), fold the
+        others' people/tags into it (UPDATE) and delete them (DELETE)."""
+        records = self.get_all(scope.owner_id, MemoryFilters(user_id=scope.user_id, agent_id=scope.agent_id,
+                                                             run_id=scope.run_id), limit=LIST_CAP)
+        gone: set[str] = set()
+        events: list[MemoryEvent] = []
+        for rec in sorted(records, key=lambda r: (r.importance, r.updated_at or ""), reverse=True):
+            if rec.id in gone:
+                continue
+            neighbours = [n for n in self.similar_batch(scope, [rec.text], k=10)[0]
+                          if n.id != rec.id and n.id not in gone and (n.score or 0) >= threshold]
+            if not neighbours:
+                continue
+            people = [*rec.people, *(p for n in neighbours for p in n.people)]
+            tags = [*rec.tags, *(t for n in neighbours for t in n.tags)]
+            if set(people) != set(rec.people) or set(tags) != set(rec.tags):
+                kept = self.update(scope.owner_id, rec.id, people=people, tags=tags, source="consolidation")
+                events.append(MemoryEvent("UPDATE", kept.id, kept.text, rec.text, reason="merged near-duplicates"))
+            for n in neighbours:
+                self.delete(scope.owner_id, n.id, source="consolidation")
+                gone.add(n.id)
+                events.append(MemoryEvent("DELETE", n.id, None, n.text, reason=f"near-duplicate of {rec.id}"))
+        return events
+
+    def erase_owner(self, owner_id: str) -> int:
+        """GDPR erase: every vector and every history row of the owner."""
+        rows = _rows(self._call(self.store.list, filters={"owner_id": owner_id}, top_k=LIST_CAP))
+        for r in rows:
+            self._call(self.store.delete, vector_id=str(r.id))
+        self.history_store.erase_owner(owner_id)
+        return len(rows)
+
+
+_PERIOD = re.compile(r"^last\s+(\d{1,4})\s+days?$")
+
+
+def parse_period(text: str, *, now: datetime) -> tuple[datetime, datetime]:
+    """Turn "last week" and friends into a UTC ``(start, end)`` range."""
+    phrase = " ".join(text.lower().split())
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    week_start = today - timedelta(days=today.weekday())
+    month_start = today.replace(day=1)
+    if phrase == "today":
+        return today, now
+    if phrase == "yesterday":
+        return today - timedelta(days=1), today
+    if phrase == "this week":
+        return week_start, now
+    if phrase == "last week":
+        return week_start - timedelta(days=7), week_start
+    if phrase == "this month":
+        return month_start, now
+    if phrase == "last month":
+        prev = (month_start - timedelta(days=1)).replace(day=1)
+        return prev, month_start
+    if phrase == "this year":
+        return today.replace(month=1, day=1), now
+    if m := _PERIOD.match(phrase):
+        return now - timedelta(days=int(m.group(1))), now
+    raise ValidationError(
+        f"I don't understand the period {text!r}. Try today, yesterday, this week, last week, "
+        "this month, last month, this year, or 'last N days'.",
+        field="when",
+    )

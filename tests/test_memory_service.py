@@ -1,0 +1,245 @@
+"""MemoryService behaviour, identical on Qdrant Edge (embedded) and the Qdrant server path."""
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import NotFound, ValidationError
+from core.memory.service import MemoryFilters, parse_period
+from core.memory.types import Scope
+from tests.memory_fixtures import open_service
+
+
+@pytest.fixture(scope="module", params=["edge", "server"])
+def env(request, tmp_path_factory):
+    service, users, close = open_service(request.param, tmp_path_factory.mktemp(request.param))
+    yield service, users
+    close()
+
+
+@pytest.fixture
+def svc(env):
+    return env[0]
+
+
+@pytest.fixture
+def owner(env):
+    import uuid
+
+    return env[1].create(f"u{uuid.uuid4().hex[:10]}")
+
+
+def test_add_get_update_delete_with_history(svc, owner):
+    scope = Scope.personal(owner.id)
+    rec = svc.add(scope, "  Prefers   window seats on flights ", type="preference", importance=4,
+                  tags=["travel"], people=[], source="ui")
+    assert rec.text == "Prefers window seats on flights" and rec.type == "preference" and rec.importance == 4
+    assert svc.get(owner.id, rec.id) == rec
+    updated = svc.update(owner.id, rec.id, text="Prefers aisle seats on long flights", tags=["travel", "flights"])
+    assert updated.text == "Prefers aisle seats on long flights" and updated.tags == ("travel", "flights")
+    assert updated.importance == 4  # untouched fields keep their values
+    svc.delete(owner.id, rec.id)
+    with pytest.raises(NotFound):
+        svc.get(owner.id, rec.id)
+    events = [(e.event, e.old_memory, e.new_memory, e.source) for e in svc.history(owner.id, rec.id)]
+    assert events == [
+        ("ADD", None, "Prefers window seats on flights", "ui"),
+        ("UPDATE", "Prefers window seats on flights", "Prefers aisle seats on long flights", "ui"),
+        ("DELETE", "Prefers aisle seats on long flights", None, "ui"),
+    ]
+
+
+def test_revert_to_an_earlier_text_and_undelete(svc, owner):
+    scope = Scope(owner.id, "end-user-7")
+    rec = svc.add(scope, "Lives in Lisbon", type="fact")
+    svc.update(owner.id, rec.id, text="Lives in Porto")
+    first = svc.history(owner.id, rec.id)[0]
+    assert svc.revert(owner.id, rec.id, first.id).text == "Lives in Lisbon"
+    svc.delete(owner.id, rec.id)
+    delete_entry = svc.history(owner.id, rec.id)[-1]
+    restored = svc.revert(owner.id, rec.id, delete_entry.id)
+    assert restored.text == "Lives in Lisbon" and restored.user_id == "end-user-7"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"text": ""}, "text"), ({"text": "x" * 2001}, "text"), ({"type": "gossip"}, "type"),
+     ({"importance": 9}, "importance"), ({"confidence": 1.5}, "confidence")],
+)
+def test_bad_input_is_rejected_and_nothing_stored(svc, owner, kwargs, field):
+    args = {"text": "A valid memory", **kwargs}
+    text = args.pop("text")
+    with pytest.raises(ValidationError) as err:
+        svc.add(Scope.personal(owner.id), text, **args)
+    assert err.value.field == field
+    assert svc.get_all(owner.id) == []
+
+
+def test_unknown_or_malformed_ids_are_not_found(svc, owner):
+    for bad in ("nope", "00000000-0000-0000-0000-000000000000", "' OR 1=1 --"):
+        with pytest.raises(NotFound):
+            svc.get(owner.id, bad)
+        with pytest.raises(NotFound):
+            svc.history(owner.id, bad)
+
+
+def test_other_owners_ids_behave_as_missing(svc, env):
+    users = env[1]
+    a, b = users.create("owner-a-x"), users.create("owner-b-x")
+    rec = svc.add(Scope(a.id, "shared-end-user"), "Alice's secret plan")
+    svc.add(Scope(b.id, "shared-end-user"), "Bob's note")
+    for op in (lambda: svc.get(b.id, rec.id), lambda: svc.update(b.id, rec.id, text="pwned"),
+               lambda: svc.delete(b.id, rec.id), lambda: svc.history(b.id, rec.id)):
+        with pytest.raises(NotFound):
+            op()
+    found = svc.search(b.id, "Alice's secret plan")
+    assert [r.text for r in found] == ["Bob's note"] and found[0].owner_id == b.id
+    assert svc.delete_all(b.id, user_id="shared-end-user") == 1
+    assert svc.get(a.id, rec.id).text == "Alice's secret plan"
+
+
+def test_search_filters_and_hybrid(svc, owner):
+    scope = Scope.personal(owner.id)
+    svc.add(scope, "Allergic to peanuts", type="fact", importance=5, tags=["health"])
+    svc.add(scope, "Sister Ana lives in Porto", type="relationship", people=["Ana"], tags=["family"])
+    svc.add(scope, "Wants to learn the cello", type="preference", importance=2, tags=["music"])
+    svc.add(scope, "Car licence plate is XJ-9042", type="fact", importance=2, tags=["car"])
+    top = svc.search(owner.id, "food allergy", top_k=1)
+    assert top[0].text == "Allergic to peanuts" and 0 < top[0].score <= 1
+    assert svc.search(owner.id, "XJ-9042", top_k=1)[0].text == "Car licence plate is XJ-9042"
+    fam = svc.search(owner.id, "where does my family live", MemoryFilters(people=("Ana",)))
+    assert [r.text for r in fam] == ["Sister Ana lives in Porto"]
+    important = svc.search(owner.id, "anything", MemoryFilters(min_importance=5))
+    assert [r.text for r in important] == ["Allergic to peanuts"]
+    typed = svc.get_all(owner.id, MemoryFilters(types=("preference",)))
+    assert [r.text for r in typed] == ["Wants to learn the cello"]
+    assert [r.text for r in svc.by_tags(owner.id, ["music", "car"])] and all(
+        set(r.tags) & {"music", "car"} for r in svc.by_tags(owner.id, ["music", "car"]))
+    assert [r.text for r in svc.by_people(owner.id, ["Ana"])] == ["Sister Ana lives in Porto"]
+    assert svc.search(owner.id, "cello lessons", threshold=0.99) == []
+    future = datetime.now(UTC) + timedelta(days=1)
+    assert svc.search(owner.id, "peanuts", MemoryFilters(created_after=future)) == []
+    recent = svc.temporal_search(owner.id, "last 1 days", "peanuts", top_k=1)
+    assert recent[0].text == "Allergic to peanuts"
+    stats = svc.stats(owner.id)
+    assert stats.total == 4 and stats.by_type == {"fact": 2, "relationship": 1, "preference": 1}
+    assert ("Ana", 1) in stats.top_people and stats.oldest <= stats.newest
+    with pytest.raises(ValidationError):
+        svc.search(owner.id, "x", MemoryFilters(types=("gossip",)))
+    with pytest.raises(ValidationError):
+        svc.search(owner.id, "   ")
+
+
+def test_expired_memories_are_hidden_then_cleaned(svc, owner):
+    scope = Scope.personal(owner.id)
+    old = svc.add(scope, "Is in Rome until Sunday", expires_at=date.today() - timedelta(days=1))
+    keep = svc.add(scope, "Lives in Berlin", expires_at=date.today() + timedelta(days=30))
+    assert [r.id for r in svc.get_all(owner.id)] == [keep.id]
+    assert all(r.id != old.id for r in svc.search(owner.id, "Rome"))
+    assert svc.cleanup_expired(owner.id) == 1
+    assert svc.history(owner.id, old.id)[-1].event == "DELETE"
+    assert len(svc.get_all(owner.id, include_expired=True)) == 1
+
+
+def test_consolidation_merges_near_duplicates(svc, owner):
+    scope = Scope.personal(owner.id)
+    a = svc.add(scope, "Likes green tea", importance=4, tags=["drinks"])
+    b = svc.add(scope, "Likes green tea.", importance=2, people=["Mia"])
+    svc.add(scope, "Plays tennis on Sundays")
+    events = svc.consolidate(scope)
+    kinds = sorted(e.event for e in events)
+    assert kinds == ["DELETE", "UPDATE"]
+    assert {r.id for r in svc.get_all(owner.id)} >= {a.id} and b.id not in {r.id for r in svc.get_all(owner.id)}
+    assert svc.get(owner.id, a.id).people == ("Mia",)
+
+
+def test_eight_threads_adding_lose_nothing(svc, owner):
+    scope = Scope.personal(owner.id)
+    acked: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(6):
+                rec = svc.add(scope, f"Thread {n} fact number {i}")
+                with lock:
+                    acked.append(rec.id)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    stored = {r.id for r in svc.get_all(owner.id, limit=1000)}
+    assert len(acked) == 48 and set(acked) <= stored
+    for mem_id in acked:
+        assert [e.event for e in svc.history(owner.id, mem_id)] == ["ADD"]
+
+
+def test_parse_period():
+    now = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)  # a Wednesday
+    assert parse_period("last week", now=now) == (datetime(2026, 11, 9, tzinfo=UTC), datetime(2026, 11, 16, tzinfo=UTC))
+    assert parse_period("Yesterday", now=now)[0] == datetime(2026, 11, 17, tzinfo=UTC)
+    assert parse_period("last month", now=now) == (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    assert parse_period("last 3 days", now=now)[0] == now - timedelta(days=3)
+    with pytest.raises(ValidationError, match="period"):
+        parse_period("the other day", now=now)
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["add", "get", "update", "delete", "search", "list", "history", "delete_all"]),
+              st.integers(0, 2), st.integers(0, 1), st.integers(0, 50)),
+    min_size=1, max_size=10,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_no_operation_ever_crosses_owners(env, ops):
+    """Random owners, end-users and operations: every result belongs to the caller's owner."""
+    import uuid
+
+    svc, users = env
+    owners = [users.create(f"p{uuid.uuid4().hex[:12]}").id for _ in range(3)]
+    mine: dict[str, set[str]] = {o: set() for o in owners}
+    for op, who, end_user, n in ops:
+        owner = owners[who]
+        others = {m for o, ids in mine.items() if o != owner for m in ids}
+        target = sorted(others)[n % len(others)] if others and n % 2 else (sorted(mine[owner])[n % len(mine[owner])] if mine[owner] else None)
+        if op == "add":
+            rec = svc.add(Scope(owner, f"end{end_user}"), f"fact {n} about topic {n % 5}")
+            mine[owner].add(rec.id)
+        elif op in ("get", "update", "delete", "history") and target:
+            foreign = target in others
+            call = {
+                "get": lambda: svc.get(owner, target),
+                "update": lambda: svc.update(owner, target, text=f"changed {n}"),
+                "delete": lambda: svc.delete(owner, target),
+                "history": lambda: svc.history(owner, target),
+            }[op]
+            if foreign:
+                with pytest.raises(NotFound):
+                    call()
+            else:
+                result = call()
+                if op == "delete":
+                    mine[owner].discard(target)
+                if op in ("get", "update"):
+                    assert result.owner_id == owner
+        elif op == "search":
+            assert all(r.owner_id == owner for r in svc.search(owner, f"topic {n % 5}"))
+        elif op == "list":
+            assert {r.id for r in svc.get_all(owner, limit=1000)} == mine[owner]
+        elif op == "delete_all":
+            removed = svc.delete_all(owner, user_id=f"end{end_user}")
+            mine[owner] = {r.id for r in svc.get_all(owner, limit=1000)}
+            assert removed >= 0
+    for owner in owners:
+        assert {r.id for r in svc.get_all(owner, limit=1000)} == mine[owner]
