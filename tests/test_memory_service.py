@@ -243,3 +243,88 @@ def test_no_operation_ever_crosses_owners(env, ops):
             assert removed >= 0
     for owner in owners:
         assert {r.id for r in svc.get_all(owner, limit=1000)} == mine[owner]
+
+
+def test_add_many_stores_all_with_history_and_searchable(svc, owner):
+    scope = Scope(owner.id, "importer")
+    items = [f"Imported fact {i}: favourite number is {i * 3}" for i in range(40)]
+    items.append({"text": "Allergic to penicillin", "type": "fact", "importance": 5, "tags": ["health"]})
+    records = svc.add_many(scope, items, batch_size=16)
+    assert len(records) == 41 and len({r.id for r in records}) == 41
+    assert [r.text for r in records[:2]] == items[:2]
+    allergy = records[-1]
+    assert svc.get(owner.id, allergy.id) == allergy
+    assert allergy.importance == 5 and allergy.tags == ("health",) and allergy.user_id == "importer"
+    assert [(e.event, e.source) for e in svc.history(owner.id, allergy.id)] == [("ADD", "import")]
+    assert svc.count(owner.id) >= 41
+    hits = svc.search(owner.id, "penicillin allergy", top_k=3)
+    assert hits and hits[0].id == allergy.id
+
+
+def test_add_many_rejects_a_bad_item_and_stores_none(svc, owner):
+    before = svc.count(owner.id)
+    with pytest.raises(ValidationError, match="#2"):
+        svc.add_many(Scope.personal(owner.id), ["fine", "also fine", "   ", "never stored"])
+    with pytest.raises(ValidationError, match="#1"):
+        svc.add_many(Scope.personal(owner.id), ["fine", {"text": "x", "importance": 9}])
+    with pytest.raises(ValidationError):
+        svc.add_many(Scope.personal(owner.id), "one string, not a list")
+    assert svc.count(owner.id) == before
+
+
+def test_acknowledged_adds_survive_sigkill(tmp_path):
+    """A process adding memories is killed mid-ingest; every add that returned is there after."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    root = tmp_path / "crash"
+    code = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from core.users import UserStore
+        from core.memory.types import Scope
+        from tests.memory_fixtures import open_service
+        svc, users, close = open_service("edge", Path(sys.argv[1]))
+        owner = users.create("crashy")
+        print(owner.id, flush=True)
+        i = 0
+        while True:
+            rec = svc.add(Scope.personal(owner.id), f"Crash test fact number {i}")
+            print(rec.id, flush=True)
+            i += 1
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MEM0_TELEMETRY": "False"}
+    child = subprocess.Popen([sys.executable, "-c", code, str(root)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(lines) < 61 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            lines.append(line.strip())
+        os.kill(child.pid, signal.SIGKILL)
+        lines.extend(line.strip() for line in child.stdout if line.strip())
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    owner_id, acked = lines[0], lines[1:]
+    assert len(acked) >= 60
+
+    service, _users, close = open_service("edge", Path(root))
+    try:
+        stored = {r.id for r in service.get_all(owner_id, limit=10_000)}
+        assert [a for a in acked if a not in stored] == []
+        for mem_id in acked:
+            assert [e.event for e in service.history(owner_id, mem_id)] == ["ADD"]
+    finally:
+        close()

@@ -109,6 +109,20 @@ class CandidateMemory(BaseModel):
         return seen
 
 
+class NewMemory(BaseModel):
+    """One memory for bulk ingest (:meth:`MemoryService.add_many`): stored verbatim, no model."""
+
+    text: str
+    type: MemoryType = "note"
+    importance: int = Field(3, ge=1, le=5)
+    confidence: float = Field(1.0, ge=0, le=1)
+    entities: list[str] = Field(default_factory=list)
+    people: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    expires_at: date | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 class Extraction(BaseModel):
     """Phase 1 output: candidate memories (possibly none)."""
 
