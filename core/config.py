@@ -19,11 +19,13 @@ import secrets
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from decimal import Decimal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
 
@@ -33,6 +35,8 @@ JWT_SECRET_FILE = "jwt_secret"
 MIN_JWT_SECRET_BYTES = 32
 
 StorageMode = Literal["embedded", "ephemeral", "server"]
+# A list given as "a, b, c" (env, .env) or as a TOML array.
+CommaList = Annotated[list[str], NoDecode]
 
 
 class StreamlitSecretsSource(PydanticBaseSettingsSource):
@@ -57,13 +61,34 @@ class StreamlitSecretsSource(PydanticBaseSettingsSource):
         for key, value in data.items():
             if key.upper().startswith(ENV_PREFIX):
                 values[key[len(ENV_PREFIX):].lower()] = value
+            elif key.upper() in SDK_KEY_NAMES:
+                values.setdefault(SDK_KEY_NAMES[key.upper()], value)
         return values
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._values.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+        out: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            if name in self._values:
+                alias = info.validation_alias
+                out[alias.choices[0] if isinstance(alias, AliasChoices) else name] = self._values[name]
+        return out
+
+
+# Root keys of secrets.toml / env names that keep their SDK spelling → settings field.
+SDK_KEY_NAMES = {
+    "OPENAI_API_KEY": "openai_api_key",
+    "ANTHROPIC_API_KEY": "anthropic_api_key",
+    "GOOGLE_API_KEY": "google_api_key",
+    "GEMINI_API_KEY": "google_api_key",
+    "GROQ_API_KEY": "groq_api_key",
+    "MISTRAL_API_KEY": "mistral_api_key",
+    "XAI_API_KEY": "xai_api_key",
+    "TOGETHER_API_KEY": "together_api_key",
+    "OLLAMA_BASE_URL": "ollama_base_url",
+}
 
 
 class Settings(BaseSettings):
@@ -75,6 +100,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        validate_by_name=True,
     )
 
     data_dir: Path = Field(Path("data"), description="Where embedded data, the JWT secret and models live.")
@@ -103,6 +129,38 @@ class Settings(BaseSettings):
         "onnx", description="Local embedding runtime for the bundled MiniLM (onnx is exported from it once)."
     )
     db_connect_timeout: float = Field(5.0, gt=0, le=120)
+    # --- model providers: keys keep the names their SDKs use; OPTIMUS_-prefixed names work too
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "OPTIMUS_OPENAI_API_KEY"))
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "OPTIMUS_ANTHROPIC_API_KEY"))
+    google_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY", "OPTIMUS_GOOGLE_API_KEY"))
+    groq_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY", "OPTIMUS_GROQ_API_KEY"))
+    mistral_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("MISTRAL_API_KEY", "OPTIMUS_MISTRAL_API_KEY"))
+    xai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("XAI_API_KEY", "OPTIMUS_XAI_API_KEY"))
+    together_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TOGETHER_API_KEY", "OPTIMUS_TOGETHER_API_KEY"))
+    ollama_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OLLAMA_BASE_URL", "OPTIMUS_OLLAMA_BASE_URL"),
+        description="e.g. http://localhost:11434/v1")
+    ollama_models: CommaList = Field(["llama3.2"], description="Models pulled into Ollama, comma-separated.")
+    openai_compatible_base_url: str | None = Field(None, description="Any OpenAI-compatible server (vLLM, LM Studio…).")
+    openai_compatible_api_key: SecretStr | None = None
+    openai_compatible_models: CommaList = Field([], description="Model names served there, comma-separated.")
+    extra_models: CommaList = Field([], description="More 'provider:model' ids to offer, comma-separated.")
+    default_model: str | None = Field(None, description="Model id new chats use; default: the first available.")
+    fallback_model: str = Field("local", description="Model answering when the chosen one fails; 'none' disables.")
+    memory_model: str | None = Field(None, description="Model for memory extraction; default: the chat model's.")
+    model_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds to wait for a model response.")
+    model_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx, with exponential backoff.")
+    daily_budget_usd: Decimal = Field(Decimal(0), ge=0, description="Per-user daily model spend; 0 = unlimited.")
+    recall_top_k: int = Field(5, ge=0, le=50, description="Memories recalled into each turn's prompt.")
+    local_model_path: Path | None = Field(
+        None, description="A GGUF file for the offline model; default: the bundled Qwen2.5-Coder-0.5B-Instruct."
+    )
+    local_model_threads: int = Field(0, ge=0, le=256, description="llama.cpp threads; 0 = one per core.")
+    local_model_context: int = Field(4096, ge=512, le=131072, description="llama.cpp context window (tokens).")
 
     @classmethod
     def settings_customise_sources(
@@ -119,6 +177,13 @@ class Settings(BaseSettings):
             dotenv_settings,
             StreamlitSecretsSource(settings_cls, SECRETS_TOML),
         )
+
+    @field_validator("ollama_models", "openai_compatible_models", "extra_models", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("conversation_ttl", mode="before")
     @classmethod
@@ -178,9 +243,13 @@ def _explain(exc: pydantic.ValidationError) -> str:
     lines = ["Optimus cannot start: some settings are invalid."]
     for err in exc.errors():
         field = ".".join(str(p) for p in err.get("loc", ()))
-        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        if field.upper() in SDK_KEY_NAMES:
+            name = field.upper()
+        else:
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
         got = err.get("input")
-        shown = "" if field in {"jwt_secret", "database_url", "qdrant_api_key"} or isinstance(got, dict) else f" (got {got!r})"
+        secret = field.lower() in {"jwt_secret", "database_url"} or field.lower().endswith("_api_key")
+        shown = "" if secret or isinstance(got, dict) else f" (got {got!r})"
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
         lines.append(f"  - {name}: {msg}{shown}")
     lines.append("Set them in the environment, in .env, or in .streamlit/secrets.toml (see README).")

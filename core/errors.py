@@ -8,12 +8,15 @@ else escaping ``core`` is a bug and should surface as one.
     │   ├── ValidationError    bad input: empty/huge/invalid text, a bad field
     │   ├── NotFound           no such thing *for this caller* (never leaks existence)
     │   ├── PermissionDenied   authenticated, but not allowed
-    │   └── InvalidCredentials wrong username/password, forged or expired token
+    │   ├── InvalidCredentials wrong username/password, forged or expired token
+    │   └── BudgetExceeded     the user's daily model budget is spent
     ├── ServiceError           the world failed; retrying later may work
     │   ├── StoreUnavailable   database or vector store unreachable
-    │   └── ProviderUnavailable model provider down, timed out or rate-limited
+    │   └── ProviderUnavailable model provider down, refused or rate-limited
+    │       └── ProviderTimeout the provider did not answer in time
     └── ConfigError            a setting is missing or invalid; says how to fix it
-        └── StartupError       storage could not be opened as configured
+        ├── StartupError       storage could not be opened as configured
+        └── ProviderAuthError  a provider key is missing or was rejected
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ class InvalidCredentials(ClientError):
     """Authentication failed; the message never says which part was wrong."""
 
 
+class BudgetExceeded(ClientError):
+    """The user's model spending limit for today is reached."""
+
+
 class ServiceError(AppError):
     """Something outside the caller's control failed."""
 
@@ -67,9 +74,17 @@ class ProviderUnavailable(ServiceError):
     """A model provider timed out, refused, or is down."""
 
 
+class ProviderTimeout(ProviderUnavailable):
+    """A model provider did not answer within the configured timeout."""
+
+
 class ConfigError(AppError):
     """A setting is missing or invalid. The message names the setting and the fix."""
 
 
 class StartupError(ConfigError):
     """Storage could not be opened in the configured mode."""
+
+
+class ProviderAuthError(ConfigError):
+    """A provider's API key is missing or the provider rejected it. Names the variable to set."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,11 +18,16 @@ from pydantic import SecretStr
 from core.config import Settings, get_settings, resolve_jwt_secret
 from core.conversations import CleanupReport, ConversationStore
 from core.health import ComponentStatus, HealthReport, collect_health
-from core.memory.queue import ExtractionQueue
+from core.memory.queue import ExtractionQueue, ExtractionWorker
+from core.models.registry import ModelRegistry
 from core.storage import Storage, open_storage
+from core.usage import UsageStore
 from core.users import UserStore
 
 if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+    from core.chat import ChatService
     from core.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
@@ -36,8 +42,12 @@ class Runtime:
     conversations: ConversationStore
     startup_cleanup: CleanupReport
     queue: ExtractionQueue
+    usage: UsageStore
+    registry: ModelRegistry
     _memory: MemoryService | None = field(default=None, repr=False)
     _memory_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _chat: ChatService | None = field(default=None, repr=False)
+    _worker: ExtractionWorker | None = field(default=None, repr=False)
 
     @property
     def memory(self) -> MemoryService:
@@ -49,6 +59,36 @@ class Runtime:
 
                     self._memory = build_memory_service(self.settings, self.storage)
         return self._memory
+
+    @property
+    def chat(self) -> ChatService:
+        """The chat service; memory learning runs in this process's worker (see :meth:`start_worker`)."""
+        if self._chat is None:
+            with self._memory_lock:
+                if self._chat is None:
+                    from core.chat import ChatService
+
+                    self._chat = ChatService(
+                        settings=self.settings, conversations=self.conversations, memory=lambda: self.memory,
+                        queue=self.queue, usage=self.usage, registry=self.registry,
+                        on_enqueued=lambda: self._worker.wake() if self._worker else None,
+                    )
+        return self._chat
+
+    def start_worker(self) -> ExtractionWorker:
+        """Start the background worker that learns memories from queued turns (idempotent)."""
+        if self._worker is None:
+            self._worker = ExtractionWorker(self.queue, lambda job: self.chat.process_job(job))
+            self._worker.start()
+        return self._worker
+
+    def _models_probe(self) -> ComponentStatus:
+        providers = self.registry.configured_providers()
+        local = self.registry.is_configured("local")
+        parts = [f"{len(self.registry.available_models())} models"]
+        parts.append("local model ready" if local else "no local model")
+        parts.append("providers: " + (", ".join(providers) if providers else "none configured"))
+        return ComponentStatus("models", bool(local or providers), " · ".join(parts))
 
     def _vector_probe(self) -> ComponentStatus:
         started = time.perf_counter()
@@ -74,9 +114,13 @@ class Runtime:
         except Exception:  # reported by the vector store probe below
             pass
         extra["pending_extractions"] = self.queue.depth()["pending"]
-        return collect_health(self.storage, probes=[self._vector_probe, self._queue_probe], extra_counts=extra)
+        return collect_health(self.storage, probes=[self._vector_probe, self._queue_probe, self._models_probe],
+                              extra_counts=extra)
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
         if self._memory is not None:
             close = getattr(self._memory.store, "close", None)
             if close is not None and self.storage.mode != "server":
@@ -111,4 +155,36 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
         conversations=convs,
         startup_cleanup=report,
         queue=ExtractionQueue(storage.engine),
+        usage=UsageStore(storage.engine),
+        registry=ModelRegistry(settings, local_model=local_model_factory(settings)),
     )
+
+
+def local_model_factory(settings: Settings) -> Callable[[], Model] | None:
+    """How to get the offline model, or None when this install has none (no llama.cpp or no weights)."""
+    import importlib.util
+
+    from core.errors import ConfigError
+    from core.models.gguf import BundledGGUF, gguf_source, locate_chunks
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        log.warning("llama-cpp-python is not installed: no local model")
+        return None
+    source = gguf_source(settings)
+    if isinstance(source, BundledGGUF):
+        if not source.path.is_file():
+            try:
+                locate_chunks(source.spec)
+            except ConfigError as exc:
+                log.warning("no bundled local model: %s", exc)
+                return None
+    elif not source.path.is_file():
+        log.warning("OPTIMUS_LOCAL_MODEL_PATH=%s does not exist: no local model", source.path)
+        return None
+
+    def load() -> Model:
+        from core.models.local import get_local_model
+
+        return get_local_model(settings)
+
+    return load

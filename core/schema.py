@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Float,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
@@ -138,4 +140,28 @@ pending_extractions = Table(
     CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="status"),
     Index(None, "status", "next_attempt_at"),
     Index(None, "owner_id", "conversation_id"),
+)
+
+# --- model usage and cost (migration 0003) ---------------------------------------------------
+model_usage = Table(
+    "model_usage",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    # SET NULL: erasing a person unlinks their rows but keeps the install's cost totals honest.
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="SET NULL")),
+    Column("conversation_id", String(32)),
+    Column("purpose", String(16), nullable=False),  # chat | extract | update
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("requests", Integer(), nullable=False, server_default="0"),
+    Column("input_tokens", Integer(), nullable=False, server_default="0"),
+    Column("output_tokens", Integer(), nullable=False, server_default="0"),
+    Column("cost_usd", Numeric(14, 8)),  # NULL: price unknown (local, self-hosted, unlisted models)
+    Column("latency_ms", Float(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("status IN ('ok', 'error', 'timeout', 'cancelled')", name="status"),
+    Index(None, "user_id", "created_at"),
+    Index(None, "created_at"),
 )

@@ -9,8 +9,13 @@ from core.runtime import Runtime, open_runtime
 
 @st.cache_resource(show_spinner="Opening storage…", on_release=lambda runtime: runtime.close())
 def get_runtime() -> Runtime:
-    """One runtime per server process, shared by every session (its services are thread-safe)."""
-    return open_runtime()
+    """One runtime per server process, shared by every session (its services are thread-safe).
+
+    Its worker learns memories from finished turns in the background, off the request path.
+    """
+    runtime = open_runtime()
+    runtime.start_worker()
+    return runtime
 
 
 def degraded_banner(runtime: Runtime) -> None:

@@ -39,8 +39,10 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """Each test gets its own working dir and data dir, no inherited OPTIMUS_* settings."""
     from core.config import reset_settings_cache
 
+    from core.config import SDK_KEY_NAMES
+
     for key in list(os.environ):
-        if key.startswith("OPTIMUS_"):
+        if key.startswith("OPTIMUS_") or key.upper() in SDK_KEY_NAMES:
             monkeypatch.delenv(key)
     work = tmp_path / "work"
     work.mkdir()

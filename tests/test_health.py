@@ -9,6 +9,7 @@ from tests.pgserver import free_port
 def test_report_counts_and_components(backend, db_url, monkeypatch):
     if backend == "postgresql":
         monkeypatch.setenv("OPTIMUS_DATABASE_URL", db_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")  # a configured provider: models are "ok"
     runtime = open_runtime()
     try:
         user = runtime.users.create("ada")
@@ -19,7 +20,8 @@ def test_report_counts_and_components(backend, db_url, monkeypatch):
         assert report.status == "ok" and report.mode == "embedded"
         assert report.counts == {"users": 1, "conversations": 1, "messages": 2, "memories": 0, "pending_extractions": 0}
         names = [c.name for c in report.components]
-        assert names == ["database", "data directory", "vector store", "extraction queue"]
+        assert names == ["database", "data directory", "vector store", "extraction queue", "models"]
+        assert "providers: anthropic" in report.components[4].detail
         assert all(c.ok for c in report.components), report.components
         assert "Qdrant Edge" in report.components[2].detail
         assert ("PostgreSQL" if backend == "postgresql" else "SQLite (WAL)") in report.components[0].detail
@@ -57,3 +59,13 @@ def test_extra_probes_are_included_and_a_crashing_probe_is_down(tmp_path):
     assert report.status == "degraded" and "queue table missing" in report.components[3].detail
     ConversationStore(engine)  # engine still usable
     engine.dispose()
+
+
+def test_no_model_at_all_is_reported(monkeypatch):
+    runtime = open_runtime()
+    monkeypatch.setattr(runtime.registry, "_local_factory", None)
+    try:
+        models = runtime.health().components[-1]
+        assert models.name == "models" and not models.ok and "none configured" in models.detail
+    finally:
+        runtime.close()

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from pydantic_ai import Agent
@@ -78,7 +79,12 @@ Only use aliases from the EXISTING list. Keep reasons short.
 
 
 class ExtractionFailed(ServiceError):
-    """The model kept failing (or returning malformed output); the turn must be retried later."""
+    """The model kept failing (or returning malformed output); the turn must be retried later.
+
+    ``result`` holds what the attempts used (for usage accounting); nothing was applied.
+    """
+
+    result: PipelineResult | None = None
 
 
 class PipelineStore(Protocol):
@@ -101,6 +107,20 @@ class PipelineResult:
     events: list[MemoryEvent] = field(default_factory=list)
     model_calls: int = 0
     candidates: list[CandidateMemory] = field(default_factory=list)
+    # Per phase ("extract", "update"): what the model runs used, for usage/cost accounting.
+    usage: dict[str, PhaseUsage] = field(default_factory=dict)
+
+
+@dataclass
+class PhaseUsage:
+    provider: str = "unknown"
+    model: str = "unknown"
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = None
+    latency_ms: float = 0.0
+    ok: bool = False
 
 
 def text_hash(text: str) -> str:
@@ -152,22 +172,40 @@ class MemoryPipeline:
     # ------------------------------------------------------------------ model calls
     def _ask(self, agent: Agent, prompt: str, result: PipelineResult, phase: str):
         last: Exception | None = None
+        used = result.usage.setdefault("extract" if phase == "extraction" else "update", PhaseUsage())
         for attempt in range(self.attempts):
+            started = time.perf_counter()
             try:
                 run = agent.run_sync(prompt, model=self.model)
             except (UnexpectedModelBehavior, ModelAPIError, UsageLimitExceeded, AgentRunError, TimeoutError, OSError) as exc:
+                used.latency_ms += (time.perf_counter() - started) * 1000
+                used.requests += 1
                 result.model_calls += 1
                 last = exc
                 log.warning("memory %s attempt %d/%d failed: %s", phase, attempt + 1, self.attempts, exc)
                 if attempt + 1 < self.attempts:
                     self._sleep(self.backoff * (2**attempt))
                 continue
-            result.model_calls += sum(isinstance(m, ModelResponse) for m in run.new_messages())
+            used.latency_ms += (time.perf_counter() - started) * 1000
+            responses = [m for m in run.new_messages() if isinstance(m, ModelResponse)]
+            result.model_calls += len(responses)
+            used.requests += len(responses)
+            used.ok = True
+            for response in responses:
+                used.input_tokens += response.usage.input_tokens or 0
+                used.output_tokens += response.usage.output_tokens or 0
+                if response.usage.cost is not None:
+                    used.cost_usd = (used.cost_usd or Decimal(0)) + Decimal(str(response.usage.cost))
+            if responses:
+                used.model = responses[-1].model_name or used.model
+                used.provider = responses[-1].provider_name or used.provider
             return run.output
-        raise ExtractionFailed(
+        failed = ExtractionFailed(
             f"The memory {phase} step failed {self.attempts} times ({type(last).__name__}: {last}); "
             "the turn is kept and will be retried."
-        ) from last
+        )
+        failed.result = result
+        raise failed from last
 
     def extract(self, exchange: Sequence[dict[str, str]], context: Sequence[dict[str, str]], result: PipelineResult) -> list[CandidateMemory]:
         today = self._clock().date().isoformat()

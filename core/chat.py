@@ -1,0 +1,496 @@
+"""The chat service: one user turn from recall to reply, then memory learning off the request path.
+
+A turn, in order:
+
+1. the user's message is validated and **stored first**, so a failing model never loses it;
+2. **recall**: hybrid memory search in the user's scope (top-k) plus the last N turns;
+3. the agent answers, **streaming** (``run_stream_sync``: Streamlit's script thread has no event
+   loop, and an async generator fed to Streamlit breaks pydantic-ai's context vars);
+4. the reply is stored with its model and token counts, the run's usage and cost recorded;
+5. the exchange goes to the durable extraction queue; the two-phase pipeline runs later in the
+   worker, and its events are kept with the reply (``turn_events``) for "learned / updated / forgot".
+
+Models that call tools get ``search_memories``, ``remember``, ``update_memory``, ``forget_memory``
+and ``recent_memories``, all scoped through ``RunContext`` deps. The local model gets recall only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.exceptions import (
+    AgentRunError,
+    FallbackExceptionGroup,
+    ModelAPIError,
+    ModelAuthenticationError,
+    ModelHTTPError,
+    ModelRequestTimeout,
+    ModelTimeoutError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
+from pydantic_ai.models import Model
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.toolsets import FunctionToolset
+from pydantic_ai.usage import UsageLimits
+
+from core.config import Settings
+from core.conversations import ConversationStore, Message
+from core.errors import (
+    AppError,
+    BudgetExceeded,
+    ClientError,
+    NotFound,
+    ProviderAuthError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    ValidationError,
+)
+from core.memory.pipeline import ExtractionFailed, MemoryPipeline, PipelineResult
+from core.memory.queue import ExtractionJob, ExtractionQueue
+from core.memory.service import MemoryFilters, MemoryService
+from core.memory.types import MEMORY_TYPES, MemoryEvent, MemoryRecord, Scope
+from core.models.registry import LOCAL_MODEL_ID, PROVIDERS, ModelRegistry, split_model_id
+from core.usage import UsageStore, price
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+You are Optimus, a helpful assistant with a long-term memory of the person you talk with.
+Answer the person's latest message directly and concisely, in their language.
+Use what you remember when it is relevant; never invent memories, and say so when you do not know.
+Today is {today}.
+"""
+
+MEMORY_BLOCK = """\
+What you remember about this person (most relevant first; may be outdated):
+{memories}
+"""
+
+TOOLS_HINT = """\
+You can search, add, correct and delete memories with your tools. Save durable facts the person
+asks you to remember; correct or forget memories when they tell you something changed.
+"""
+
+
+@dataclass
+class ChatDeps:
+    """Everything a turn's tools may touch. Tools never reach beyond ``scope``."""
+
+    scope: Scope
+    memory: MemoryService
+    conversation_id: str
+    recalled: list[MemoryRecord] = field(default_factory=list)
+    tool_events: list[MemoryEvent] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ tools
+def _tool(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A refused tool call (bad id, another user's memory, bad text) is told to the model, not raised."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            return {"error": str(exc)}
+
+    return wrapper
+
+
+def _in_scope(ctx: RunContext[ChatDeps], memory_id: str) -> MemoryRecord:
+    """The memory, if it belongs to this turn's owner *and* end-user; NotFound otherwise."""
+    record = ctx.deps.memory.get(ctx.deps.scope.owner_id, memory_id)
+    if record.user_id != ctx.deps.scope.user_id:
+        raise NotFound("No such memory.")
+    return record
+
+
+def _brief(record: MemoryRecord) -> dict[str, Any]:
+    return {"id": record.id, "text": record.text, "type": record.type, "created_at": record.created_at}
+
+
+@_tool
+def search_memories(ctx: RunContext[ChatDeps], query: str, limit: int = 5) -> list[dict[str, Any]]:
+    """Search the person's long-term memories by meaning and keywords; most relevant first."""
+    limit = max(1, min(int(limit), 20))
+    hits = ctx.deps.memory.search(ctx.deps.scope.owner_id, query,
+                                  MemoryFilters(user_id=ctx.deps.scope.user_id), top_k=limit)
+    return [_brief(h) for h in hits]
+
+
+@_tool
+def remember(ctx: RunContext[ChatDeps], text: str, type: str = "fact", importance: int = 3) -> dict[str, Any]:
+    """Save one durable fact about the person (short, third person, e.g. "Prefers tea over coffee").
+
+    type is one of conversation, note, document, preference, fact, relationship; importance is 1-5.
+    """
+    if type not in MEMORY_TYPES:
+        type = "fact"
+    record = ctx.deps.memory.add(ctx.deps.scope, text, type=type, importance=max(1, min(int(importance), 5)),
+                                 source="agent")
+    ctx.deps.tool_events.append(MemoryEvent("ADD", record.id, record.text, reason="saved by the assistant"))
+    return _brief(record)
+
+
+@_tool
+def update_memory(ctx: RunContext[ChatDeps], memory_id: str, text: str) -> dict[str, Any]:
+    """Correct a memory's text (use the id from search_memories or recent_memories)."""
+    current = _in_scope(ctx, memory_id)
+    record = ctx.deps.memory.update(ctx.deps.scope.owner_id, current.id, text=text, source="agent")
+    ctx.deps.tool_events.append(MemoryEvent("UPDATE", record.id, record.text, previous_text=current.text,
+                                            reason="corrected by the assistant"))
+    return _brief(record)
+
+
+@_tool
+def forget_memory(ctx: RunContext[ChatDeps], memory_id: str) -> str:
+    """Delete a memory the person wants forgotten or that is no longer true."""
+    current = _in_scope(ctx, memory_id)
+    ctx.deps.memory.delete(ctx.deps.scope, current.id, source="agent")
+    ctx.deps.tool_events.append(MemoryEvent("DELETE", current.id, None, previous_text=current.text,
+                                            reason="forgotten by the assistant"))
+    return f"Forgot: {current.text}"
+
+
+@_tool
+def recent_memories(ctx: RunContext[ChatDeps], limit: int = 10) -> list[dict[str, Any]]:
+    """The person's most recently saved memories, newest first."""
+    limit = max(1, min(int(limit), 50))
+    records = ctx.deps.memory.get_all(ctx.deps.scope.owner_id, MemoryFilters(user_id=ctx.deps.scope.user_id),
+                                      limit=limit)
+    return [_brief(r) for r in records]
+
+
+def memory_toolset() -> FunctionToolset[ChatDeps]:
+    return FunctionToolset([search_memories, remember, update_memory, forget_memory, recent_memories],
+                           max_retries=1)
+
+
+def _instructions(ctx: RunContext[ChatDeps]) -> str:
+    text = INSTRUCTIONS.format(today=datetime.now(UTC).date().isoformat())
+    if ctx.deps.recalled:
+        lines = "\n".join(f"- {m.text}" for m in ctx.deps.recalled)
+        text += "\n" + MEMORY_BLOCK.format(memories=lines)
+    return text
+
+
+def build_agent() -> Agent[ChatDeps, str]:
+    agent: Agent[ChatDeps, str] = Agent(deps_type=ChatDeps, output_type=str, defer_model_check=True,
+                                        instructions=_instructions)
+    return agent
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class TurnResult:
+    user_message: Message
+    reply: Message | None = None
+    recalled: list[MemoryRecord] = field(default_factory=list)
+    tool_events: list[MemoryEvent] = field(default_factory=list)
+    model: str | None = None  # the model that actually answered (after any fallback)
+    provider: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = None
+    latency_ms: float = 0.0
+    fell_back: bool = False
+    job_id: int | None = None
+
+
+class ChatTurn:
+    """A streaming reply. Iterate for text deltas; afterwards ``result`` holds the stored turn.
+
+    If the model fails, iteration raises an :class:`AppError` (the user's message stays stored
+    and ``result.reply`` is None). Closing early (``close()``) cancels the reply.
+    """
+
+    def __init__(self, run: Callable[[TurnResult], Iterator[str]], result: TurnResult) -> None:
+        self.result = result
+        self._iter = run(result)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._iter
+
+    def text(self) -> str:
+        """Consume the whole stream and return the reply text."""
+        return "".join(self)
+
+    def close(self) -> None:
+        close = getattr(self._iter, "close", None)
+        if close:
+            close()
+
+
+def _describe(exc: BaseException) -> AppError:
+    """Turn a model failure into the error a person sees."""
+    if isinstance(exc, FallbackExceptionGroup):
+        first = exc.exceptions[0] if exc.exceptions else exc
+        err = _describe(first)
+        err.message += " The fallback model failed as well."
+        return err
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, ModelRequestTimeout | ModelTimeoutError | TimeoutError):
+        return ProviderTimeout("The model did not answer in time. Your message is saved; try again.")
+    if isinstance(exc, ModelAuthenticationError) or (
+        isinstance(exc, ModelHTTPError) and exc.status_code in (401, 403)
+    ):
+        provider = next((p for p in PROVIDERS.values() if p.id in str(getattr(exc, "model_name", ""))), None)
+        where = f"set {provider.key_env} to a valid key" if provider else "check the provider's API key"
+        return ProviderAuthError(f"The provider rejected the API key: {where}, then restart.")
+    if isinstance(exc, UsageLimitExceeded):
+        return BudgetExceeded("This reply would exceed your daily model budget. Your message is saved.")
+    if isinstance(exc, ModelAPIError):
+        return ProviderUnavailable(f"The model provider failed ({exc}). Your message is saved; try again.")
+    if isinstance(exc, UnexpectedModelBehavior):
+        return ProviderUnavailable(f"The model sent an unusable reply ({exc}). Your message is saved; try again.")
+    if isinstance(exc, AgentRunError):
+        return ProviderUnavailable(f"The reply failed ({exc}). Your message is saved; try again.")
+    raise exc
+
+
+def _status(err: AppError) -> Literal["error", "timeout"]:
+    return "timeout" if isinstance(err, ProviderTimeout) else "error"
+
+
+# ------------------------------------------------------------------ the service
+class ChatService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        conversations: ConversationStore,
+        memory: Callable[[], MemoryService] | MemoryService,
+        queue: ExtractionQueue,
+        usage: UsageStore,
+        registry: ModelRegistry,
+        memory_model: Model | str | None = None,
+        on_enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.conversations = conversations
+        self._memory = memory
+        self.queue = queue
+        self.usage = usage
+        self.registry = registry
+        self._memory_model = memory_model
+        self._on_enqueued = on_enqueued
+        self.agent = build_agent()
+        self._toolset = memory_toolset()
+        self._pipeline_lock = threading.Lock()
+        self._pipelines: dict[int, MemoryPipeline] = {}
+
+    @property
+    def memory(self) -> MemoryService:
+        return self._memory() if callable(self._memory) else self._memory
+
+    # -- helpers
+    def _resolve(self, model: str | Model | None) -> tuple[Model, str, bool]:
+        """(model object, id for records, whether it may call tools)."""
+        if isinstance(model, Model):
+            return model, f"{model.system}:{model.model_name}", True
+        model_id = model or self.registry.default_model_id()
+        choice = self.registry.choice(model_id)
+        return self.registry.build(choice.id), choice.id, choice.tools
+
+    def _history(self, turns: list[Message]) -> list[ModelMessage]:
+        history: list[ModelMessage] = []
+        for m in turns:
+            if m.role == "user":
+                history.append(ModelRequest(parts=[UserPromptPart(m.content)]))
+            elif m.role == "assistant":
+                history.append(ModelResponse(parts=[TextPart(m.content)], model_name=m.model))
+        return history
+
+    def _check_budget(self, user_id: str) -> Decimal | None:
+        budget = self.settings.daily_budget_usd
+        if not budget:
+            return None
+        spent = self.usage.spent_today(user_id)
+        if spent >= budget:
+            raise BudgetExceeded(
+                f"You have used your daily model budget (${spent:.4f} of ${budget:.2f}). "
+                "It resets at 00:00 UTC; the local model stays available."
+            )
+        return budget - spent
+
+    def recall(self, scope: Scope, text: str) -> list[MemoryRecord]:
+        """The memories a turn starts from. A memory store that is down costs recall, not the reply."""
+        k = self.settings.recall_top_k
+        if k <= 0:
+            return []
+        try:
+            return self.memory.search(scope.owner_id, text, MemoryFilters(user_id=scope.user_id), top_k=k)
+        except AppError as exc:
+            log.warning("recall skipped: %s", exc)
+            return []
+
+    # -- the turn
+    def send(self, user_id: str, conversation_id: str, text: str, *, model: str | Model | None = None,
+             scope: Scope | None = None) -> ChatTurn:
+        """Store the user's message and start the reply. Raises before storing on bad input."""
+        scope = scope or Scope.personal(user_id)
+        if scope.owner_id != user_id:
+            raise ValidationError("A chat turn belongs to its user.", field="scope")
+        self.conversations.get(user_id, conversation_id)  # ownership, before anything is stored
+        if model is not None and not isinstance(model, Model):
+            split_model_id(model)  # unknown ids are the caller's mistake: nothing stored
+        user_message = self.conversations.append(conversation_id, "user", text, user_id=user_id)
+        result = TurnResult(user_message=user_message)
+        return ChatTurn(lambda r: self._run(r, scope, model), result)
+
+    def retry(self, user_id: str, conversation_id: str, *, model: str | Model | None = None) -> ChatTurn:
+        """Answer the conversation's last user message again (after a failed reply)."""
+        last = self.conversations.context(conversation_id, 1, user_id=user_id)
+        if not last or last[-1].role != "user":
+            raise ValidationError("There is no unanswered message to retry.")
+        result = TurnResult(user_message=last[-1])
+        return ChatTurn(lambda r: self._run(r, Scope.personal(user_id), model), result)
+
+    def _run(self, result: TurnResult, scope: Scope, model_ref: str | Model | None) -> Iterator[str]:
+        user_msg = result.user_message
+        conv_id = user_msg.conversation_id
+        remaining = self._check_budget(scope.owner_id)
+        model, model_id, tools = self._resolve(model_ref)
+        provider, _, model_name = model_id.partition(":")
+        if model_id == LOCAL_MODEL_ID:
+            provider, model_name = "local", LOCAL_MODEL_ID
+        context = self.conversations.context(conv_id, self.settings.context_turns + 1, user_id=scope.owner_id)
+        prior = [m for m in context if m.id < user_msg.id][-self.settings.context_turns:]
+        result.recalled = self.recall(scope, user_msg.content)
+        deps = ChatDeps(scope=scope, memory=self.memory, conversation_id=conv_id, recalled=result.recalled)
+        limits = UsageLimits(request_limit=8, cost_limit=remaining) if remaining is not None else UsageLimits(
+            request_limit=8)
+        settings = ModelSettings(request_timeout=self.settings.model_timeout)
+        started = time.perf_counter()
+        chunks: list[str] = []
+        try:
+            with self.agent.run_stream_sync(
+                user_msg.content,
+                message_history=self._history(prior),
+                deps=deps,
+                model=model,
+                model_settings=settings,
+                usage_limits=limits,
+                toolsets=[self._toolset] if tools else None,
+            ) as run:
+                for delta in run.stream_text(delta=True, debounce_by=None):
+                    chunks.append(delta)
+                    yield delta
+                reply_text = "".join(chunks) or str(run.get_output() or "")
+                responses = [m for m in run.new_messages() if isinstance(m, ModelResponse)]
+        except GeneratorExit:
+            self.usage.record(user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=provider,
+                              model=model_name, latency_ms=(time.perf_counter() - started) * 1000,
+                              status="cancelled")
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, then shown as an AppError
+            err = _describe(exc)
+            self.usage.record(user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=provider,
+                              model=model_name, latency_ms=(time.perf_counter() - started) * 1000,
+                              status=_status(err), error=f"{type(exc).__name__}: {exc}")
+            result.tool_events = deps.tool_events
+            raise err from exc
+        result.latency_ms = (time.perf_counter() - started) * 1000
+        result.tool_events = deps.tool_events
+        self._finish(result, scope, reply_text, responses, provider, model_name, prior)
+
+    def _finish(self, result: TurnResult, scope: Scope, reply_text: str, responses: list[ModelResponse],
+                provider: str, model_name: str, prior: list[Message]) -> None:
+        conv_id = result.user_message.conversation_id
+        answered = responses[-1] if responses else None
+        if answered is not None and answered.model_name:
+            result.model = answered.model_name
+            result.provider = answered.provider_name or provider
+        else:
+            result.model, result.provider = model_name, provider
+        result.fell_back = bool(answered and answered.provider_name and provider not in {"local"}
+                                and answered.provider_name != provider)
+        result.input_tokens = sum(r.usage.input_tokens or 0 for r in responses)
+        result.output_tokens = sum(r.usage.output_tokens or 0 for r in responses)
+        costs = [r.usage.cost for r in responses if r.usage.cost is not None]
+        if costs:
+            result.cost_usd = sum((Decimal(str(c)) for c in costs), Decimal(0))
+        else:
+            result.cost_usd = price(result.provider or provider, result.model or model_name, result.input_tokens,
+                                    result.output_tokens)
+        if not reply_text.strip():
+            reply_text = "(The model returned an empty reply.)"
+        result.reply = self.conversations.append(
+            conv_id, "assistant", reply_text[: self.conversations.max_chars], user_id=scope.owner_id,
+            model=f"{result.provider}:{result.model}" if result.provider != "local" else LOCAL_MODEL_ID,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+        )
+        self.usage.record(
+            user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=result.provider or provider,
+            model=result.model or model_name, requests=len(responses), input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens, cost_usd=result.cost_usd, latency_ms=result.latency_ms,
+        )
+        exchange = [{"role": "user", "content": result.user_message.content},
+                    {"role": "assistant", "content": reply_text}]
+        context = [{"role": m.role, "content": m.content} for m in prior[-6:]]
+        try:
+            result.job_id = self.queue.enqueue(scope, exchange, context, conversation_id=conv_id,
+                                               message_id=result.reply.id)
+        except Exception as exc:  # noqa: BLE001 - the reply is stored; learning from it can wait
+            log.error("could not queue memory extraction for message %s: %s", result.reply.id, exc)
+        if self._on_enqueued:
+            self._on_enqueued()
+
+    # -- learning, in the worker
+    def _pipeline(self) -> MemoryPipeline:
+        model = self._memory_model or self.settings.memory_model
+        if model is None:
+            model = self.registry.build(self.registry.default_model_id())
+        elif isinstance(model, str):
+            model = self.registry.build(model)
+        key = id(model)
+        with self._pipeline_lock:
+            if key not in self._pipelines:
+                self._pipelines = {key: MemoryPipeline(self.memory, model)}
+            return self._pipelines[key]
+
+    def process_job(self, job: ExtractionJob) -> list[MemoryEvent]:
+        """Run the two-phase pipeline for one queued exchange (the worker's callback)."""
+        try:
+            outcome = self._pipeline().run(job.scope, job.exchange, job.context)
+        except ExtractionFailed as exc:
+            if exc.result is not None:
+                self._record_pipeline_usage(job, exc.result)
+            raise
+        self._record_pipeline_usage(job, outcome)
+        return outcome.events
+
+    def _record_pipeline_usage(self, job: ExtractionJob, outcome: PipelineResult) -> None:
+        for purpose, used in outcome.usage.items():
+            cost = used.cost_usd if used.cost_usd is not None else price(
+                used.provider, used.model, used.input_tokens, used.output_tokens)
+            try:
+                self.usage.record(user_id=job.scope.owner_id, conversation_id=job.conversation_id,
+                                  purpose=purpose, provider=used.provider, model=used.model, requests=used.requests,
+                                  input_tokens=used.input_tokens, output_tokens=used.output_tokens, cost_usd=cost,
+                                  latency_ms=used.latency_ms, status="ok" if used.ok else "error")
+            except Exception as exc:  # noqa: BLE001 - accounting must not undo learned memories
+                log.error("could not record memory usage for job %s: %s", job.id, exc)
+
+    def turn_events(self, user_id: str, reply_id: int) -> list[MemoryEvent] | None:
+        """What memory learned from the turn ending with ``reply_id``; None while still pending."""
+        job = self.queue.for_message(user_id, reply_id)
+        if job is None or job.events is None:
+            return None
+        return job.events
+
+    def turn_status(self, user_id: str, reply_id: int) -> str | None:
+        job = self.queue.for_message(user_id, reply_id)
+        return None if job is None else job.status

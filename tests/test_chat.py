@@ -1,0 +1,306 @@
+"""The chat service, driven through its public interface with scripted models (FunctionModel).
+
+Real parts: a temp SQLite database (migrated), a temp Qdrant Edge shard, the bundled embedder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
+
+from core.chat import ChatService
+from core.config import load_settings
+from core.conversations import ConversationStore
+from core.db import make_engine, sqlite_url
+from core.errors import BudgetExceeded, ProviderTimeout, ProviderUnavailable, ValidationError
+from core.memory.queue import ExtractionQueue, ExtractionWorker
+from core.memory.types import Scope
+from core.models.registry import ModelRegistry
+from core.usage import UsageStore
+from tests.memory_fixtures import open_service, scripted_model
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chat")
+    memory, users, close = open_service("edge", root)
+    engine = make_engine(sqlite_url(root / "optimus.db"))
+    yield memory, users, engine
+    engine.dispose()
+    close()
+
+
+def make_chat(env, *, local=None, memory_model=None, **overrides) -> ChatService:
+    memory, _users, engine = env
+    settings = load_settings(**overrides)
+    return ChatService(
+        settings=settings,
+        conversations=ConversationStore(engine),
+        memory=memory,
+        queue=ExtractionQueue(engine),
+        usage=UsageStore(engine),
+        registry=ModelRegistry(settings, local_model=local, sleep=lambda s: None),
+        memory_model=memory_model,
+    )
+
+
+@pytest.fixture
+def person(env):
+    return env[1].create(f"c{uuid.uuid4().hex[:10]}")
+
+
+def instructions_of(messages: list[ModelMessage]) -> str:
+    return "\n".join(getattr(m, "instructions", None) or "" for m in messages)
+
+
+def last_user_text(messages: list[ModelMessage]) -> str:
+    for msg in reversed(messages):
+        for part in getattr(msg, "parts", []):
+            if getattr(part, "part_kind", "") == "user-prompt":
+                return str(part.content)
+    return ""
+
+
+def streaming(reply: str, seen: list | None = None) -> FunctionModel:
+    """Answers with ``reply`` in word chunks; records (messages, info) in ``seen``."""
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo):
+        if seen is not None:
+            seen.append((messages, info))
+        for i, word in enumerate(reply.split(" ")):
+            yield word if i == 0 else " " + word
+
+    return FunctionModel(stream_function=stream, model_name="scripted")
+
+
+def as_stream(respond):
+    """A stream_function replaying a non-streaming FunctionModel function's response."""
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo):
+        response = respond(messages, info)
+        calls = {i: DeltaToolCall(name=p.tool_name, json_args=json.dumps(p.args), tool_call_id=p.tool_call_id)
+                 for i, p in enumerate(response.parts) if isinstance(p, ToolCallPart)}
+        if calls:
+            yield calls
+        for part in response.parts:
+            if isinstance(part, TextPart):
+                yield part.content
+
+    return stream
+
+
+def test_turn_recalls_streams_persists_and_queues(env, person):
+    memory, _, _ = env
+    chat = make_chat(env)
+    memory.add(Scope.personal(person.id), "Lives in Lisbon with a cat called Miso", type="fact")
+    memory.add(Scope.personal(person.id), "Works as a marine biologist", type="fact")
+    conv = chat.conversations.create(person.id, "Cats")
+    seen: list = []
+    turn = chat.send(person.id, conv.id, "What is my cat's name?", model=streaming("Your cat is Miso.", seen))
+    chunks = list(turn)
+    assert len(chunks) >= 3 and "".join(chunks).strip() == "Your cat is Miso."
+    result = turn.result
+    # recall reached the prompt, and the conversation history the model saw is in order
+    assert "Miso" in instructions_of(seen[0][0])
+    assert any(m.text.startswith("Lives in Lisbon") for m in result.recalled)
+    stored = chat.conversations.messages(conv.id, user_id=person.id)
+    assert [(m.role, m.content) for m in stored] == [("user", "What is my cat's name?"),
+                                                     ("assistant", "Your cat is Miso.")]
+    assert result.reply is not None and result.reply.output_tokens and result.reply.output_tokens > 0
+    rows = chat.usage.for_conversation(conv.id)
+    assert [(r.purpose, r.status) for r in rows] == [("chat", "ok")]
+    assert rows[0].output_tokens == result.output_tokens > 0 and rows[0].cost_usd is None  # function model: no price
+    assert chat.turn_status(person.id, result.reply.id) == "pending"
+    job = chat.queue.get(result.job_id)
+    assert job.exchange[0]["content"] == "What is my cat's name?" and job.message_id == result.reply.id
+
+
+def test_second_turn_sees_the_first_as_history(env, person):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id)
+    chat.send(person.id, conv.id, "My name is Ana.", model=streaming("Hello Ana!")).text()
+    seen: list = []
+    chat.send(person.id, conv.id, "What is my name?", model=streaming("Ana.", seen)).text()
+    texts = [p.content for m in seen[0][0] for p in m.parts if getattr(p, "part_kind", "") in {"user-prompt", "text"}]
+    assert texts == ["My name is Ana.", "Hello Ana!", "What is my name?"]
+
+
+def test_tools_are_scoped_to_the_caller(env):
+    memory, users, _ = env
+    alice, bob = users.create(f"a{uuid.uuid4().hex[:8]}"), users.create(f"b{uuid.uuid4().hex[:8]}")
+    memory.add(Scope.personal(alice.id), "Alice plays the cello", type="fact")
+    bobs = memory.add(Scope.personal(bob.id), "Bob plays the cello in an orchestra", type="fact")
+    tool_results: dict[str, object] = {}
+    step = {"n": 0}
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        for msg in messages:
+            for part in getattr(msg, "parts", []):
+                if getattr(part, "part_kind", "") == "tool-return":
+                    tool_results[part.tool_name] = part.content
+        step["n"] += 1
+        if step["n"] == 1:
+            return ModelResponse(parts=[
+                ToolCallPart("search_memories", {"query": "cello", "limit": 10}),
+                ToolCallPart("forget_memory", {"memory_id": bobs.id}),
+                ToolCallPart("update_memory", {"memory_id": bobs.id, "text": "Bob quit music"}),
+                ToolCallPart("remember", {"text": "Alice is learning Portuguese", "type": "fact"}),
+            ])
+        return ModelResponse(parts=[TextPart("Done.")])
+
+    chat = make_chat(env)
+    conv = chat.conversations.create(alice.id)
+    model = FunctionModel(stream_function=as_stream(respond), model_name="tool-user")
+    turn = chat.send(alice.id, conv.id, "What instruments do we play?", model=model)
+    assert turn.text() == "Done."
+    found = [r["text"] for r in tool_results["search_memories"]]
+    assert "Alice plays the cello" in found and not any("Bob" in t for t in found)  # never Bob's
+    assert tool_results["forget_memory"] == {"error": "No such memory."}
+    assert tool_results["update_memory"] == {"error": "No such memory."}
+    assert memory.get(bob.id, bobs.id).text == "Bob plays the cello in an orchestra"
+    added = [e for e in turn.result.tool_events if e.event == "ADD"]
+    assert len(added) == 1 and memory.get(alice.id, added[0].memory_id).text == "Alice is learning Portuguese"
+    assert [h.source for h in memory.history(alice.id, added[0].memory_id)] == ["agent"]
+
+
+def test_a_failing_provider_falls_back_to_the_local_model(env, person):
+    calls = {"primary": 0}
+
+    def down(messages, info):
+        calls["primary"] += 1
+        raise ModelHTTPError(503, "primary-model", body={"error": "overloaded"})
+
+    async def down_stream(messages, info):
+        calls["primary"] += 1
+        raise ModelHTTPError(503, "primary-model", body={"error": "overloaded"})
+        yield ""  # pragma: no cover - makes this an async generator
+
+    local = streaming("Answered offline.")
+    chat = make_chat(env, local=lambda: local, model_retries=2)
+    primary = chat.registry.resilient(FunctionModel(down, stream_function=down_stream, model_name="primary-model"),
+                                      "openai:primary-model")
+    conv = chat.conversations.create(person.id)
+    turn = chat.send(person.id, conv.id, "Hello?", model=primary)
+    assert turn.text().strip() == "Answered offline."
+    assert calls["primary"] == 3  # first try + 2 retries with backoff, then the fallback answered
+    assert turn.result.reply is not None and turn.result.reply.content.strip() == "Answered offline."
+
+
+def test_provider_timeout_keeps_the_users_message(env, person):
+    async def slow(messages, info):
+        await asyncio.sleep(5)
+        yield "too late"
+
+    chat = make_chat(env, model_timeout=0.3)
+    conv = chat.conversations.create(person.id)
+    turn = chat.send(person.id, conv.id, "Are you there?", model=FunctionModel(stream_function=slow, model_name="slow"))
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout, match="saved"):
+        turn.text()
+    assert time.monotonic() - started < 4
+    stored = chat.conversations.messages(conv.id, user_id=person.id)
+    assert [(m.role, m.content) for m in stored] == [("user", "Are you there?")]
+    assert [r.status for r in chat.usage.for_conversation(conv.id)] == ["timeout"]
+    # and the unanswered message can be answered later, without storing it twice
+    assert chat.retry(person.id, conv.id, model=streaming("Yes.")).text().strip() == "Yes."
+    assert [m.role for m in chat.conversations.messages(conv.id, user_id=person.id)] == ["user", "assistant"]
+
+
+def test_a_broken_model_is_a_clear_error_and_keeps_the_message(env, person):
+    def broken(messages, info):
+        raise ModelHTTPError(400, "broken", body={"error": "bad request"})
+
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id)
+    with pytest.raises(ProviderUnavailable, match="saved"):
+        chat.send(person.id, conv.id, "Hi", model=FunctionModel(stream_function=as_stream(broken),
+                                                                model_name="broken")).text()
+    assert [m.content for m in chat.conversations.messages(conv.id, user_id=person.id)] == ["Hi"]
+    assert [r.status for r in chat.usage.for_conversation(conv.id)] == ["error"]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 32_001, b"\xff\xfe bad utf-8"])
+def test_bad_messages_are_refused_and_nothing_is_stored(env, person, text):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id)
+    with pytest.raises(ValidationError):
+        chat.send(person.id, conv.id, text, model=streaming("never"))
+    assert chat.conversations.messages(conv.id, user_id=person.id) == []
+
+
+def test_unknown_model_id_is_refused_before_storing(env, person):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id)
+    with pytest.raises(ValidationError, match="Unknown model"):
+        chat.send(person.id, conv.id, "Hi", model="nosuch:model")
+    assert chat.conversations.messages(conv.id, user_id=person.id) == []
+
+
+def test_daily_budget_blocks_paid_turns_but_keeps_the_message(env, person):
+    chat = make_chat(env, daily_budget_usd="0.05")
+    conv = chat.conversations.create(person.id)
+    chat.usage.record(user_id=person.id, purpose="chat", provider="openai", model="gpt-6-luna", latency_ms=10,
+                      cost_usd=Decimal("0.06"))
+    with pytest.raises(BudgetExceeded, match="daily model budget"):
+        chat.send(person.id, conv.id, "One more?", model=streaming("no")).text()
+    assert [m.content for m in chat.conversations.messages(conv.id, user_id=person.id)] == ["One more?"]
+
+
+def test_local_model_gets_recall_but_no_tools(env, person):
+    memory, _, _ = env
+    memory.add(Scope.personal(person.id), "Is allergic to peanuts", type="fact")
+    seen: list = []
+    chat = make_chat(env, local=lambda: streaming("Noted.", seen))
+    conv = chat.conversations.create(person.id)
+    assert chat.send(person.id, conv.id, "Any food allergies I have?", model="local").text().strip() == "Noted."
+    messages, info = seen[0]
+    assert info.function_tools == []
+    assert "peanuts" in instructions_of(messages)
+
+
+def test_hosted_models_are_offered_the_memory_tools(env, person):
+    seen: list = []
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id)
+    chat.send(person.id, conv.id, "Hi", model=streaming("Hi.", seen)).text()
+    assert sorted(t.name for t in seen[0][1].function_tools) == [
+        "forget_memory", "recent_memories", "remember", "search_memories", "update_memory"]
+
+
+def test_learning_runs_after_the_reply_and_its_events_are_kept_with_the_turn(env, person):
+    memory, _, _ = env
+    learner = scripted_model(lambda prompt: {"memories": [
+        {"text": "Has a sister called Rita", "type": "relationship", "importance": 4, "confidence": 0.9,
+         "people": ["Rita"]}]})
+    chat = make_chat(env, memory_model=learner)
+    conv = chat.conversations.create(person.id)
+    turn = chat.send(person.id, conv.id, "My sister Rita visits tomorrow.", model=streaming("Have fun!"))
+    turn.text()
+    reply_id = turn.result.reply.id
+    assert chat.turn_events(person.id, reply_id) is None  # not learned yet: off the request path
+    outcome = ExtractionWorker(chat.queue, chat.process_job).run_once()
+    assert outcome["done"] >= 1
+    events = chat.turn_events(person.id, reply_id)
+    assert [(e.event, e.text) for e in events] == [("ADD", "Has a sister called Rita")]
+    assert memory.get(person.id, events[0].memory_id).people == ("Rita",)
+    assert ("extract", "ok") in [(r.purpose, r.status) for r in chat.usage.for_conversation(conv.id)]
+
+
+def test_a_conversation_of_another_user_is_not_found(env, person):
+    from core.errors import NotFound
+
+    chat = make_chat(env)
+    other = env[1].create(f"o{uuid.uuid4().hex[:8]}")
+    conv = chat.conversations.create(other.id)
+    with pytest.raises(NotFound):
+        chat.send(person.id, conv.id, "Hi", model=streaming("x"))
+    assert chat.conversations.messages(conv.id, user_id=other.id) == []
+
