@@ -60,6 +60,7 @@ from core.memory.pipeline import ExtractionFailed, MemoryPipeline, PipelineResul
 from core.memory.queue import ExtractionJob, ExtractionQueue
 from core.memory.service import MemoryFilters, MemoryService
 from core.memory.types import MEMORY_TYPES, MemoryEvent, MemoryRecord, Scope
+from core.metrics import METRICS, Metrics
 from core.models.registry import LOCAL_MODEL_ID, PROVIDERS, ModelRegistry, split_model_id
 from core.usage import UsageStore, price
 
@@ -277,6 +278,7 @@ class ChatService:
         registry: ModelRegistry,
         memory_model: Model | str | None = None,
         on_enqueued: Callable[[], None] | None = None,
+        metrics: Metrics = METRICS,
     ) -> None:
         self.settings = settings
         self.conversations = conversations
@@ -286,6 +288,7 @@ class ChatService:
         self.registry = registry
         self._memory_model = memory_model
         self._on_enqueued = on_enqueued
+        self.metrics = metrics
         self.agent = build_agent()
         self._toolset = memory_toolset()
         self._pipeline_lock = threading.Lock()
@@ -391,20 +394,37 @@ class ChatService:
                 reply_text = "".join(chunks) or str(run.get_output() or "")
                 responses = [m for m in run.new_messages() if isinstance(m, ModelResponse)]
         except GeneratorExit:
+            elapsed = time.perf_counter() - started
             self.usage.record(user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=provider,
-                              model=model_name, latency_ms=(time.perf_counter() - started) * 1000,
-                              status="cancelled")
+                              model=model_name, latency_ms=elapsed * 1000, status="cancelled")
+            self.metrics.chat_requests.labels("cancelled").inc()
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then shown as an AppError
             err = _describe(exc)
+            elapsed = time.perf_counter() - started
             self.usage.record(user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=provider,
-                              model=model_name, latency_ms=(time.perf_counter() - started) * 1000,
+                              model=model_name, latency_ms=elapsed * 1000,
                               status=_status(err), error=f"{type(exc).__name__}: {exc}")
+            self.metrics.chat_requests.labels(_status(err)).inc()
+            self.metrics.model_run(provider=provider, model=model_name, purpose="chat", seconds=elapsed,
+                                   status=_status(err))
             result.tool_events = deps.tool_events
+            self._count_events(deps.tool_events, "agent")
             raise err from exc
         result.latency_ms = (time.perf_counter() - started) * 1000
         result.tool_events = deps.tool_events
+        self._count_events(deps.tool_events, "agent")
         self._finish(result, scope, reply_text, responses, provider, model_name, prior)
+        self.metrics.chat_requests.labels("ok").inc()
+        self.metrics.model_run(provider=result.provider or provider, model=result.model or model_name,
+                               purpose="chat", seconds=result.latency_ms / 1000, status="ok",
+                               input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                               cost_usd=result.cost_usd)
+
+    def _count_events(self, events: list[MemoryEvent], source: str) -> None:
+        for event in events:
+            if event.applied:
+                self.metrics.memory_event(event.event, source)
 
     def _finish(self, result: TurnResult, scope: Scope, reply_text: str, responses: list[ModelResponse],
                 provider: str, model_name: str, prior: list[Message]) -> None:
@@ -470,12 +490,16 @@ class ChatService:
                 self._record_pipeline_usage(job, exc.result)
             raise
         self._record_pipeline_usage(job, outcome)
+        self._count_events(outcome.events, "pipeline")
         return outcome.events
 
     def _record_pipeline_usage(self, job: ExtractionJob, outcome: PipelineResult) -> None:
         for purpose, used in outcome.usage.items():
             cost = used.cost_usd if used.cost_usd is not None else price(
                 used.provider, used.model, used.input_tokens, used.output_tokens)
+            self.metrics.model_run(provider=used.provider, model=used.model, purpose=purpose,
+                                   seconds=used.latency_ms / 1000, status="ok" if used.ok else "error",
+                                   input_tokens=used.input_tokens, output_tokens=used.output_tokens, cost_usd=cost)
             try:
                 self.usage.record(user_id=job.scope.owner_id, conversation_id=job.conversation_id,
                                   purpose=purpose, provider=used.provider, model=used.model, requests=used.requests,

@@ -19,6 +19,7 @@ from core.config import Settings, get_settings, resolve_jwt_secret
 from core.conversations import CleanupReport, ConversationStore
 from core.health import ComponentStatus, HealthReport, collect_health
 from core.memory.queue import ExtractionQueue, ExtractionWorker
+from core.metrics import METRICS, Metrics
 from core.models.registry import ModelRegistry
 from core.storage import Storage, open_storage
 from core.usage import UsageStore
@@ -48,6 +49,7 @@ class Runtime:
     _memory_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _chat: ChatService | None = field(default=None, repr=False)
     _worker: ExtractionWorker | None = field(default=None, repr=False)
+    _on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def memory(self) -> MemoryService:
@@ -74,6 +76,10 @@ class Runtime:
                         on_enqueued=lambda: self._worker.wake() if self._worker else None,
                     )
         return self._chat
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition for this process (served at ``/metrics``)."""
+        return METRICS.render()
 
     def start_worker(self) -> ExtractionWorker:
         """Start the background worker that learns memories from queued turns (idempotent)."""
@@ -118,6 +124,8 @@ class Runtime:
                               extra_counts=extra)
 
     def close(self) -> None:
+        for hook in self._on_close:
+            hook()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -147,6 +155,13 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
         raise
     if report.expired_conversations or report.trimmed_messages:
         log.info("retention at start: %s", report)
+    queue = ExtractionQueue(storage.engine)
+
+    def queue_depth(metrics: Metrics) -> None:
+        for status, count in queue.depth().items():
+            metrics.extraction_queue.labels(status).set(count)
+
+    unregister = METRICS.on_scrape(queue_depth)
     return Runtime(
         settings=settings,
         storage=storage,
@@ -154,9 +169,10 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
         users=UserStore(storage.engine),
         conversations=convs,
         startup_cleanup=report,
-        queue=ExtractionQueue(storage.engine),
+        queue=queue,
         usage=UsageStore(storage.engine),
         registry=ModelRegistry(settings, local_model=local_model_factory(settings)),
+        _on_close=[unregister],
     )
 
 

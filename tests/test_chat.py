@@ -23,6 +23,7 @@ from core.db import make_engine, sqlite_url
 from core.errors import BudgetExceeded, ProviderTimeout, ProviderUnavailable, ValidationError
 from core.memory.queue import ExtractionQueue, ExtractionWorker
 from core.memory.types import Scope
+from core.metrics import Metrics
 from core.models.registry import ModelRegistry
 from core.usage import UsageStore
 from tests.memory_fixtures import open_service, scripted_model
@@ -38,7 +39,7 @@ def env(tmp_path_factory):
     close()
 
 
-def make_chat(env, *, local=None, memory_model=None, **overrides) -> ChatService:
+def make_chat(env, *, local=None, memory_model=None, metrics=None, **overrides) -> ChatService:
     memory, _users, engine = env
     settings = load_settings(**overrides)
     return ChatService(
@@ -49,6 +50,7 @@ def make_chat(env, *, local=None, memory_model=None, **overrides) -> ChatService
         usage=UsageStore(engine),
         registry=ModelRegistry(settings, local_model=local, sleep=lambda s: None),
         memory_model=memory_model,
+        metrics=metrics or Metrics(),
     )
 
 
@@ -304,3 +306,26 @@ def test_a_conversation_of_another_user_is_not_found(env, person):
         chat.send(person.id, conv.id, "Hi", model=streaming("x"))
     assert chat.conversations.messages(conv.id, user_id=other.id) == []
 
+
+
+def test_turns_and_learning_are_counted_in_metrics_without_user_ids(env, person):
+    metrics = Metrics()
+    learner = scripted_model(lambda prompt: {"memories": [
+        {"text": "Runs marathons", "type": "fact", "importance": 3, "confidence": 0.9}]})
+    chat = make_chat(env, memory_model=learner, metrics=metrics)
+    conv = chat.conversations.create(person.id)
+    chat.send(person.id, conv.id, "I ran my third marathon.", model=streaming("Congratulations!")).text()
+
+    def broken(messages, info):
+        raise ModelHTTPError(500, "broken", body=None)
+
+    with pytest.raises(ProviderUnavailable):
+        chat.send(person.id, conv.id, "Again?", model=FunctionModel(stream_function=as_stream(broken),
+                                                                    model_name="broken")).text()
+    ExtractionWorker(chat.queue, chat.process_job).run_once()
+    text = metrics.render().decode()
+    assert 'optimus_chat_requests_total{status="ok"} 1.0' in text
+    assert 'optimus_chat_requests_total{status="error"} 1.0' in text
+    assert 'optimus_memory_events_total{event="ADD",source="pipeline"}' in text
+    assert 'optimus_model_latency_seconds_count{model="scripted",provider="function",purpose="chat"} 1.0' in text
+    assert person.id not in text and conv.id not in text
