@@ -447,10 +447,17 @@ class ChatService:
                                     result.output_tokens)
         if not reply_text.strip():
             reply_text = "(The model returned an empty reply.)"
+        details = {
+            "recalled": [{"id": m.id, "text": m.text, "score": m.score} for m in result.recalled],
+            "tool_events": [e.as_dict() for e in result.tool_events],
+            "cost_usd": None if result.cost_usd is None else str(result.cost_usd),
+            "latency_ms": round(result.latency_ms, 1),
+            "fell_back": result.fell_back,
+        }
         result.reply = self.conversations.append(
             conv_id, "assistant", reply_text[: self.conversations.max_chars], user_id=scope.owner_id,
             model=f"{result.provider}:{result.model}" if result.provider != "local" else LOCAL_MODEL_ID,
-            input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+            input_tokens=result.input_tokens, output_tokens=result.output_tokens, details=details,
         )
         self.usage.record(
             user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=result.provider or provider,

@@ -12,11 +12,12 @@ the message, the conversation's activity time and its trimmed history together.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +51,7 @@ class Message:
     input_tokens: int | None
     output_tokens: int | None
     created_at: datetime
+    details: dict[str, Any] | None = None  # assistant turns: recalled memories, tool events, cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ def _message(row) -> Message:
         input_tokens=row.input_tokens,
         output_tokens=row.output_tokens,
         created_at=row.created_at,
+        details=json.loads(row.details) if row.details else None,
     )
 
 
@@ -242,6 +245,7 @@ class ConversationStore:
         model: str | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> Message:
         """Add one turn. Validates everything first; stores all of it or nothing.
 
@@ -254,6 +258,10 @@ class ConversationStore:
         output_tokens = _check_tokens(output_tokens, "output_tokens")
         if model is not None and (not isinstance(model, str) or len(model) > 200):
             raise ValidationError("The model name must be text of at most 200 characters.", field="model")
+        try:
+            details_json = json.dumps(details, ensure_ascii=False, default=str) if details else None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"Turn details must be JSON data ({exc}).", field="details") from exc
         now = self._clock()
         with self._engine.begin() as conn:
             self._fetch(conn, conv_id, user_id, now)
@@ -275,12 +283,14 @@ class ConversationStore:
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
                     created_at=now,
+                    details=details_json,
                 )
                 .returning(messages.c.id)
             ).scalar_one()
             if self.max_messages and count > self.max_messages:
                 self._trim(conn, conv_id, count - self.max_messages)
-        return Message(msg_id, conv_id, role, content, model, input_tokens, output_tokens, now)
+        return Message(msg_id, conv_id, role, content, model, input_tokens, output_tokens, now,
+                       json.loads(details_json) if details_json else None)
 
     def _trim(self, conn: Connection, conv_id: str, excess: int) -> int:
         oldest = (

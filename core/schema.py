@@ -61,6 +61,9 @@ users = Table(
     Column("email", String(320)),
     Column("role", String(16), nullable=False, server_default="user"),
     Column("created_at", UTCDateTime(), nullable=False),
+    # accounts (migration 0004): bcrypt hash (NULL for OIDC-only people); set while an admin's lock lasts
+    Column("password_hash", String(100)),
+    Column("locked_at", UTCDateTime()),
     CheckConstraint("role IN ('user', 'admin')", name="role"),
 )
 
@@ -90,6 +93,8 @@ messages = Table(
     Column("input_tokens", Integer()),
     Column("output_tokens", Integer()),
     Column("created_at", UTCDateTime(), nullable=False),
+    # JSON about an assistant turn: recalled memories, tool events, cost, fallback (migration 0003)
+    Column("details", Text()),
     CheckConstraint("role IN ('user', 'assistant', 'system', 'tool')", name="role"),
     Index(None, "conversation_id", "id"),
 )
@@ -164,4 +169,85 @@ model_usage = Table(
     CheckConstraint("status IN ('ok', 'error', 'timeout', 'cancelled')", name="status"),
     Index(None, "user_id", "created_at"),
     Index(None, "created_at"),
+)
+
+# --- accounts, sessions and the audit log (migration 0004) -----------------------------------
+# One row per login. The token itself is never stored: a JWT names its row by ``jti``.
+auth_sessions = Table(
+    "auth_sessions",
+    metadata,
+    Column("jti", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),  # exp of the newest token issued for it
+    Column("ip", String(64)),
+    Column("user_agent", String(400)),
+    Column("revoked_at", UTCDateTime()),
+    Column("revoked_reason", String(32)),
+    Index(None, "user_id", "created_at"),
+)
+
+# Single-use, 60-second tokens that carry a login from the Streamlit session to the cookie route.
+auth_handoffs = Table(
+    "auth_handoffs",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 hex; the token is never stored
+    Column("session_jti", String(32), ForeignKey("auth_sessions.jti", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+# Arithmetic challenges asked after repeated failed logins; consumed by the first answer.
+auth_captchas = Table(
+    "auth_captchas",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("answer_hash", String(64), nullable=False),  # HMAC of the answer, keyed by the JWT secret
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
+)
+
+# Every login attempt for the brute-force rules (per username, even unknown ones, and per IP).
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False),
+    Column("ip", String(64)),
+    Column("outcome", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("outcome IN ('ok', 'failed', 'captcha', 'locked')", name="outcome"),
+    Index(None, "username", "created_at"),
+    Index(None, "ip", "created_at"),
+    Index(None, "created_at"),
+)
+
+# Identities from st.login (OIDC), each mapped to one local user.
+oidc_identities = Table(
+    "oidc_identities",
+    metadata,
+    Column("issuer", String(255), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "user_id"),
+)
+
+# Append-only: core.audit inserts and reads, nothing updates. Ids are kept after a user is erased
+# (no foreign keys), so the trail survives the people it is about.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("actor_id", String(32)),
+    Column("subject_id", String(64)),
+    Column("ip", String(64)),
+    Column("detail", Text()),  # small JSON object; never a password or token
+    Index(None, "created_at"),
+    Index(None, "actor_id", "created_at"),
+    Index(None, "event", "created_at"),
+    Index(None, "subject_id", "created_at"),
 )

@@ -117,6 +117,8 @@ def test_turn_recalls_streams_persists_and_queues(env, person):
     assert [(m.role, m.content) for m in stored] == [("user", "What is my cat's name?"),
                                                      ("assistant", "Your cat is Miso.")]
     assert result.reply is not None and result.reply.output_tokens and result.reply.output_tokens > 0
+    # what was recalled is kept with the reply, so the memory panel survives a reload
+    assert any(r["text"].startswith("Lives in Lisbon") for r in stored[1].details["recalled"])
     rows = chat.usage.for_conversation(conv.id)
     assert [(r.purpose, r.status) for r in rows] == [("chat", "ok")]
     assert rows[0].output_tokens == result.output_tokens > 0 and rows[0].cost_usd is None  # function model: no price

@@ -1,4 +1,4 @@
-"""Model usage and cost: one row per model run (chat reply or memory step).
+"""Model usage and cost: one row per model run (chat reply or memory step); turn details on messages.
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +19,8 @@ RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("messages") as batch:
+        batch.add_column(sa.Column("details", sa.Text()))
     op.create_table(
         "model_usage",
         sa.Column("id", RowId, autoincrement=True, nullable=False),
@@ -48,3 +50,5 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_model_usage_created_at"), table_name="model_usage")
     op.drop_index(op.f("ix_model_usage_user_id_created_at"), table_name="model_usage")
     op.drop_table("model_usage")
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("details")
