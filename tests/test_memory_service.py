@@ -328,3 +328,21 @@ def test_acknowledged_adds_survive_sigkill(tmp_path):
             assert [e.event for e in service.history(owner_id, mem_id)] == ["ADD"]
     finally:
         close()
+
+
+def test_undo_add_update_delete_events(svc, owner):
+    from core.memory.types import MemoryEvent
+
+    scope = Scope.personal(owner.id)
+    rec = svc.add(scope, "Drinks oat milk", type="preference")
+    svc.update(owner.id, rec.id, text="Drinks soy milk")
+    back = svc.undo(owner.id, MemoryEvent("UPDATE", rec.id, "Drinks soy milk", previous_text="Drinks oat milk"))
+    assert back.text == "Drinks oat milk"
+    svc.delete(owner.id, rec.id)
+    restored = svc.undo(owner.id, MemoryEvent("DELETE", rec.id, None, previous_text="Drinks oat milk"))
+    assert restored.text == "Drinks oat milk" and svc.get(owner.id, restored.id)
+    assert svc.undo(owner.id, MemoryEvent("ADD", restored.id, restored.text)) is None
+    with pytest.raises(NotFound):
+        svc.get(owner.id, restored.id)
+    with pytest.raises(ValidationError):
+        svc.undo(owner.id, MemoryEvent("NONE", None, "x"))

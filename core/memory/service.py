@@ -504,6 +504,24 @@ class MemoryService:
             return self.add(scope, text, source=source, metadata={"restored_from": memory_id})
         return self.update(owner_id, memory_id, text=text, source=source)
 
+    def undo(self, owner_id: str, event: MemoryEvent, *, source: str = "ui") -> MemoryRecord | None:
+        """Take back one applied event: an ADD is deleted, an UPDATE goes back to the previous text,
+        a DELETE is restored. Returns the memory as it is afterwards (None after undoing an ADD)."""
+        if not event.applied or event.event == "NONE" or not event.memory_id:
+            raise ValidationError("There is nothing to undo for this event.")
+        if event.event == "ADD":
+            self.delete(owner_id, event.memory_id, source=source)
+            return None
+        entries = self.history(owner_id, event.memory_id)  # NotFound for another owner's id
+        if event.event == "UPDATE":
+            target = next((e for e in reversed(entries) if e.event != "DELETE" and e.new_memory == event.previous_text),
+                          None)
+        else:
+            target = next((e for e in reversed(entries) if e.event == "DELETE"), None)
+        if target is None:
+            raise ValidationError("This change can no longer be undone (the memory changed since).")
+        return self.revert(owner_id, event.memory_id, target.id, source=source)
+
     # ------------------------------------------------------------------ search
     def similar_batch(self, scope: Scope, texts: Sequence[str], *, k: int) -> list[list[MemoryRecord]]:
         """For each text, the ``k`` most similar live memories in exactly ``scope`` (cosine scores)."""
