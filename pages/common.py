@@ -36,3 +36,31 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def require_user():
+    """The signed-in user for this session, or stop the page (the router shows the login page)."""
+    from pages.auth_session import current_user  # the accounts layer owns how a session is proven
+
+    user = current_user(get_runtime())
+    if user is None:
+        st.warning("Please log in.", icon=":material/lock:")
+        st.stop()
+    return user
+
+
+def selected_model(runtime: Runtime) -> str | None:
+    """The model picker in the sidebar; remembers the choice for this browser session."""
+    choices = runtime.registry.available_models()
+    if not choices:
+        st.sidebar.error("No model is available: configure a provider key or install the local model.")
+        return None
+    ids = [c.id for c in choices]
+    wanted = st.session_state.get("model_id")
+    if wanted not in ids:
+        wanted = runtime.registry.default_model_id()
+    labels = {c.id: c.label for c in choices}
+    model_id = st.sidebar.selectbox("Model", ids, index=ids.index(wanted), format_func=labels.get,
+                                    key="model_picker")
+    st.session_state.model_id = model_id
+    return model_id

@@ -1,0 +1,153 @@
+"""Admin analytics: KPIs and time series over users, messages, model usage and memory events.
+
+Every query is a bounded aggregate over an index (``created_at`` / ``recorded_at``) so the admin
+page stays fast on large installs. Days are UTC days.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Date, Engine, cast, func, select
+
+from core.errors import ValidationError
+from core.schema import conversations, memory_history, messages, model_usage, users
+
+MAX_RANGE_DAYS = 366
+
+
+@dataclass(frozen=True, slots=True)
+class Kpis:
+    users: int
+    active_users_7d: int
+    messages: int
+    memories: int | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+def _day(engine: Engine, column):
+    # SQLite keeps UTC timestamps as text: date() gives the UTC day. PostgreSQL: cast at UTC.
+    if engine.dialect.name == "sqlite":
+        return func.date(column)
+    return cast(func.timezone("UTC", column), Date)
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))] if values else 0.0
+
+
+class Analytics:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @staticmethod
+    def _range(start: date, end: date) -> tuple[datetime, datetime]:
+        if end < start:
+            raise ValidationError("The end date is before the start date.", field="end")
+        if (end - start).days > MAX_RANGE_DAYS:
+            raise ValidationError(f"Pick at most {MAX_RANGE_DAYS} days.", field="start")
+        return (datetime.combine(start, datetime.min.time(), tzinfo=UTC),
+                datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
+
+    def kpis(self, *, now: datetime | None = None, memories: int | None = None) -> Kpis:
+        now = now or datetime.now(UTC)
+        week = now - timedelta(days=7)
+        with self._engine.connect() as conn:
+            n_users = conn.execute(select(func.count()).select_from(users)).scalar_one()
+            active = conn.execute(
+                select(func.count(func.distinct(conversations.c.user_id))).where(conversations.c.updated_at >= week)
+            ).scalar_one()
+            n_messages = conn.execute(select(func.count()).select_from(messages)).scalar_one()
+            tin, tout, cost = conn.execute(
+                select(func.coalesce(func.sum(model_usage.c.input_tokens), 0),
+                       func.coalesce(func.sum(model_usage.c.output_tokens), 0),
+                       func.coalesce(func.sum(model_usage.c.cost_usd), 0))
+            ).one()
+        return Kpis(n_users, active, n_messages, memories, int(tin), int(tout), Decimal(str(cost)))
+
+    def messages_per_day(self, start: date, end: date) -> list[dict[str, Any]]:
+        lo, hi = self._range(start, end)
+        day = _day(self._engine, messages.c.created_at).label("day")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(day, messages.c.role, func.count().label("n"))
+                .where(messages.c.created_at >= lo, messages.c.created_at < hi)
+                .group_by(day, messages.c.role).order_by(day)
+            ).all()
+        return [{"day": str(r.day), "role": r.role, "messages": r.n} for r in rows]
+
+    def usage_by_model(self, start: date, end: date) -> list[dict[str, Any]]:
+        """Tokens, cost, runs and latency p50/p95 per provider/model (all purposes) in the range."""
+        lo, hi = self._range(start, end)
+        latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
+        totals: dict[tuple[str, str], dict[str, Any]] = {}
+        with self._engine.connect() as conn:
+            result = conn.execute(
+                select(model_usage.c.provider, model_usage.c.model, model_usage.c.status,
+                       model_usage.c.input_tokens, model_usage.c.output_tokens, model_usage.c.cost_usd,
+                       model_usage.c.latency_ms)
+                .where(model_usage.c.created_at >= lo, model_usage.c.created_at < hi)
+            )
+            for r in result:
+                key = (r.provider, r.model)
+                t = totals.setdefault(key, {"provider": r.provider, "model": r.model, "runs": 0, "errors": 0,
+                                            "input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal(0)})
+                t["runs"] += 1
+                t["errors"] += r.status != "ok"
+                t["input_tokens"] += r.input_tokens
+                t["output_tokens"] += r.output_tokens
+                t["cost_usd"] += Decimal(str(r.cost_usd or 0))
+                if r.status == "ok":
+                    latencies[key].append(float(r.latency_ms))
+        for key, t in totals.items():
+            t["latency_p50_ms"] = round(_pct(latencies[key], 50), 1)
+            t["latency_p95_ms"] = round(_pct(latencies[key], 95), 1)
+        return sorted(totals.values(), key=lambda t: (-t["runs"], t["provider"], t["model"]))
+
+    def usage_per_day(self, start: date, end: date) -> list[dict[str, Any]]:
+        lo, hi = self._range(start, end)
+        day = _day(self._engine, model_usage.c.created_at).label("day")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(day, model_usage.c.provider, model_usage.c.model,
+                       func.sum(model_usage.c.input_tokens + model_usage.c.output_tokens).label("tokens"),
+                       func.coalesce(func.sum(model_usage.c.cost_usd), 0).label("cost"))
+                .where(model_usage.c.created_at >= lo, model_usage.c.created_at < hi)
+                .group_by(day, model_usage.c.provider, model_usage.c.model).order_by(day)
+            ).all()
+        return [{"day": str(r.day), "model": f"{r.provider}:{r.model}", "tokens": int(r.tokens or 0),
+                 "cost_usd": float(r.cost)} for r in rows]
+
+    def memory_events(self, start: date, end: date) -> list[dict[str, Any]]:
+        lo, hi = self._range(start, end)
+        day = _day(self._engine, memory_history.c.recorded_at).label("day")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(day, memory_history.c.event, func.count().label("n"))
+                .where(memory_history.c.recorded_at >= lo, memory_history.c.recorded_at < hi)
+                .group_by(day, memory_history.c.event).order_by(day)
+            ).all()
+        return [{"day": str(r.day), "event": r.event, "events": r.n} for r in rows]
+
+    def top_users(self, start: date, end: date, *, limit: int = 10) -> list[dict[str, Any]]:
+        lo, hi = self._range(start, end)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(users.c.username, func.count().label("runs"),
+                       func.sum(model_usage.c.input_tokens + model_usage.c.output_tokens).label("tokens"),
+                       func.coalesce(func.sum(model_usage.c.cost_usd), 0).label("cost"))
+                .join(users, users.c.id == model_usage.c.user_id)
+                .where(model_usage.c.created_at >= lo, model_usage.c.created_at < hi)
+                .group_by(users.c.username)
+                .order_by(func.sum(model_usage.c.input_tokens + model_usage.c.output_tokens).desc())
+                .limit(limit)
+            ).all()
+        return [{"user": r.username, "runs": r.runs, "tokens": int(r.tokens or 0), "cost_usd": float(r.cost)}
+                for r in rows]
