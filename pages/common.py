@@ -64,3 +64,13 @@ def selected_model(runtime: Runtime) -> str | None:
                                     key="model_picker")
     st.session_state.model_id = model_id
     return model_id
+
+
+def require_admin():
+    """The signed-in admin, or stop: the router never lists admin pages for others, and this
+    check (defence in depth) covers a URL typed by hand."""
+    user = require_user()
+    if getattr(user, "role", None) != "admin":
+        st.error("This page is for administrators.", icon=":material/block:")
+        st.stop()
+    return user

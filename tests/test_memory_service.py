@@ -346,3 +346,13 @@ def test_undo_add_update_delete_events(svc, owner):
         svc.get(owner.id, restored.id)
     with pytest.raises(ValidationError):
         svc.undo(owner.id, MemoryEvent("NONE", None, "x"))
+
+
+def test_counts_are_exact_and_scoped(svc, owner, env):
+    other = env[1].create(f"n{__import__('uuid').uuid4().hex[:10]}")
+    svc.add_many(Scope.personal(owner.id), ["one", {"text": "two", "type": "fact"}, {"text": "three", "type": "fact"}])
+    svc.add(Scope.personal(other.id), "elsewhere", type="fact")
+    assert svc.count(owner.id) == 3
+    assert svc.count(owner.id, type="fact") == 2
+    assert svc.count(other.id) == 1
+    assert svc.count_by_type()["fact"] >= 3 and svc.count() >= 4

@@ -475,9 +475,29 @@ class MemoryService:
         records.sort(key=lambda r: (r.created_at or "", r.id), reverse=True)
         return records[offset: offset + limit]
 
-    def count(self, owner_id: str | None = None) -> int:
-        flt = {"owner_id": owner_id} if owner_id else None
-        return len(_rows(self._call(self.store.list, filters=flt, top_k=LIST_CAP)))
+    def count(self, owner_id: str | None = None, *, type: str | None = None) -> int:
+        """Exact number of memories (of one owner, of one type), counted by the engine."""
+        flt: dict[str, Any] = {}
+        if owner_id:
+            flt["owner_id"] = owner_id
+        if type:
+            flt["type"] = type
+        return self._count(flt or None)
+
+    def _count(self, flt: dict[str, Any] | None) -> int:
+        store = self.store
+        if hasattr(store, "count"):  # Qdrant Edge
+            return int(self._call(store.count, flt))
+        client = getattr(store, "client", None)
+        if client is not None and hasattr(store, "_create_filter"):  # mem0's qdrant store on a server
+            result = self._call(client.count, collection_name=store.collection_name,
+                                count_filter=store._create_filter(flt) if flt else None, exact=True)
+            return int(result.count)
+        return len(_rows(self._call(store.list, filters=flt, top_k=LIST_CAP)))
+
+    def count_by_type(self) -> dict[str, int]:
+        """Memories per type across the install (admin analytics)."""
+        return {t: n for t in MEMORY_TYPES if (n := self.count(type=t))}
 
     def history(self, owner_id: str, memory_id: str) -> list[HistoryEntry]:
         """Every recorded change of a memory, oldest first (also for deleted memories of this owner)."""
