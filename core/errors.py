@@ -9,7 +9,10 @@ else escaping ``core`` is a bug and should surface as one.
     │   ├── NotFound           no such thing *for this caller* (never leaks existence)
     │   ├── PermissionDenied   authenticated, but not allowed
     │   ├── InvalidCredentials wrong username/password, forged or expired token
-    │   └── BudgetExceeded     the user's daily model budget is spent
+    │   │   ├── CaptchaRequired   repeated failures: the next try must answer an arithmetic question
+    │   │   └── TooManyAttempts   the account or address is locked for the rest of the window
+    │   ├── BudgetExceeded     the user's daily model budget is spent
+    │   └── RateLimited        too many requests from one API key; says when to retry
     ├── ServiceError           the world failed; retrying later may work
     │   ├── StoreUnavailable   database or vector store unreachable
     │   └── ProviderUnavailable model provider down, refused or rate-limited
@@ -58,8 +61,33 @@ class InvalidCredentials(ClientError):
     """Authentication failed; the message never says which part was wrong."""
 
 
+class CaptchaRequired(InvalidCredentials):
+    """The next login attempt for this account must answer ``question`` (challenge ``captcha_id``)."""
+
+    def __init__(self, message: str, *, captcha_id: str, question: str) -> None:
+        super().__init__(message, detail={"captcha_id": captcha_id, "question": question})
+        self.captcha_id = captcha_id
+        self.question = question
+
+
+class TooManyAttempts(InvalidCredentials):
+    """Logins are refused until ``retry_after`` seconds have passed; the message says how long."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, detail={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class BudgetExceeded(ClientError):
     """The user's model spending limit for today is reached."""
+
+
+class RateLimited(ClientError):
+    """Too many requests in a short time; ``retry_after`` is the number of seconds to wait."""
+
+    def __init__(self, message: str, *, retry_after: float, detail: dict | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(0.0, float(retry_after))
 
 
 class ServiceError(AppError):
