@@ -1,0 +1,183 @@
+"""The FastAPI application: mem0-compatible memory routes, Optimus extensions, health and metrics.
+
+``create_app(runtime)`` serves an open :class:`~core.runtime.Runtime` (tests, embedding in
+another server); ``create_app()`` opens one from the settings when the server starts and closes
+it when it stops, and runs the extraction worker meanwhile. ``uvicorn core.api.app:app`` and
+``python -m core.api`` use the latter; the module attribute ``app`` is built on first access.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from core.api import routes_entities, routes_exports, routes_memories, routes_optimus, routes_service
+from core.api.context import ApiContext, RateLimiter
+from core.api.learning import ApiLearner
+from core.api.middleware import BodyLimit, RequestMetrics
+from core.apikeys import ApiKeyStore
+from core.config import Settings, get_settings
+from core.errors import (
+    AppError,
+    BudgetExceeded,
+    ClientError,
+    ConfigError,
+    InvalidCredentials,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServiceError,
+    ValidationError,
+)
+from core.runtime import Runtime, open_runtime
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Long-term memory over HTTP. Works with the official `mem0ai` client unchanged:
+
+```python
+from mem0 import MemoryClient
+client = MemoryClient(api_key="om_…", host="http://127.0.0.1:8000")
+```
+
+Every key acts as its owner account and sees only that account's memories; `user_id`,
+`agent_id` and `run_id` are scopes inside it. Send the key as `Authorization: Token om_…`
+(or `Bearer om_…`). Create keys on the Settings page or with `python -m core.apikeys create`.
+"""
+
+# Most specific first: the first class an error is an instance of decides the status.
+STATUS_OF: tuple[tuple[type[AppError], int], ...] = (
+    (ValidationError, 422),
+    (NotFound, 404),
+    (PermissionDenied, 403),
+    (InvalidCredentials, 401),
+    (BudgetExceeded, 402),
+    (RateLimited, 429),
+    (ClientError, 400),
+    (ServiceError, 503),
+    (ConfigError, 503),
+)
+
+
+def error_response(exc: AppError) -> JSONResponse:
+    status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 500)
+    headers: dict[str, str] = {}
+    if isinstance(exc, ValidationError):
+        # The shape FastAPI uses for its own 422s, so clients parse one format.
+        loc = exc.field.split(".") if exc.field else []
+        content: dict = {"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}
+    else:
+        content = {"detail": exc.message}
+    if isinstance(exc, InvalidCredentials):
+        headers["WWW-Authenticate"] = "Token"
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        if "limit" in exc.detail:
+            headers["X-RateLimit-Limit"] = str(exc.detail["limit"])
+            headers["X-RateLimit-Remaining"] = "0"
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    if isinstance(exc, ServiceError | ConfigError):
+        log.warning("API request failed: %s", exc)
+    return error_response(exc)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error in the API", exc_info=exc)
+    return JSONResponse({"detail": "Internal server error."}, status_code=500)
+
+
+def _context(runtime: Runtime, settings: Settings, memory_model: Model | None) -> ApiContext:
+    return ApiContext(
+        runtime=runtime,
+        keys=ApiKeyStore(runtime.storage.engine),
+        limiter=RateLimiter(settings.api_rate_limit_per_minute),
+        learner=ApiLearner(runtime, memory_model),
+    )
+
+
+def create_app(
+    runtime: Runtime | None = None,
+    *,
+    memory_model: Model | None = None,
+    settings: Settings | None = None,
+    start_worker: bool | None = None,
+) -> FastAPI:
+    """The API over ``runtime``, or over a runtime opened at start-up from ``settings``.
+
+    ``settings`` also sets the API's own knobs (rate limit, body limit, CORS); by default the
+    runtime's. ``memory_model`` replaces the configured memory model for inferred adds (tests pass
+    a scripted one). ``start_worker`` (default: only when the app opens its own runtime) runs the
+    extraction worker that learns from queued exchanges.
+    """
+    settings = settings or (runtime.settings if runtime is not None else get_settings())
+    run_worker = runtime is None if start_worker is None else start_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime if runtime is not None else await run_in_threadpool(open_runtime, settings)
+        try:
+            if runtime is None:
+                app.state.api = _context(rt, settings, memory_model)
+                await run_in_threadpool(lambda: rt.memory)  # load the embedder before the first request
+            if run_worker:
+                rt.start_worker()
+            yield
+        finally:
+            if runtime is None:
+                rt.close()
+
+    app = FastAPI(
+        title="Optimus API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # FastAPI's OpenTelemetry hooks stay off: our metrics are Prometheus, and nothing leaves the host.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                   "auto_configure": False},
+    )
+    if runtime is not None:
+        app.state.api = _context(runtime, settings, memory_model)
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (routes_service, routes_memories, routes_entities, routes_exports, routes_optimus):
+        app.include_router(module.router)
+
+    # Added innermost first: CORS (only if origins are configured), then the body limit, then metrics,
+    # so 413s and CORS refusals are counted too.
+    if settings.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.api_cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``core.api.app.app``: built on first access, so importing this module reads no settings."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
