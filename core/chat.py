@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -61,6 +61,7 @@ from core.memory.queue import ExtractionJob, ExtractionQueue
 from core.memory.service import MemoryFilters, MemoryService
 from core.memory.types import MEMORY_TYPES, MemoryEvent, MemoryRecord, Scope
 from core.metrics import METRICS, Metrics
+from core.preferences import Preferences, PreferenceStore
 from core.models.registry import LOCAL_MODEL_ID, PROVIDERS, ModelRegistry, split_model_id
 from core.usage import UsageStore, price
 
@@ -279,6 +280,7 @@ class ChatService:
         memory_model: Model | str | None = None,
         on_enqueued: Callable[[], None] | None = None,
         metrics: Metrics = METRICS,
+        preferences: PreferenceStore | None = None,
     ) -> None:
         self.settings = settings
         self.conversations = conversations
@@ -289,6 +291,7 @@ class ChatService:
         self._memory_model = memory_model
         self._on_enqueued = on_enqueued
         self.metrics = metrics
+        self.preferences = preferences
         self.agent = build_agent()
         self._toolset = memory_toolset()
         self._pipeline_lock = threading.Lock()
@@ -328,9 +331,18 @@ class ChatService:
             )
         return budget - spent
 
-    def recall(self, scope: Scope, text: str) -> list[MemoryRecord]:
+    def prefs(self, user_id: str) -> Preferences:
+        if self.preferences is None:
+            return Preferences()
+        try:
+            return self.preferences.get(user_id)
+        except Exception as exc:  # noqa: BLE001 - preferences are a nicety; the turn goes on without them
+            log.warning("preferences unavailable for %s: %s", user_id, exc)
+            return Preferences()
+
+    def recall(self, scope: Scope, text: str, *, top_k: int | None = None) -> list[MemoryRecord]:
         """The memories a turn starts from. A memory store that is down costs recall, not the reply."""
-        k = self.settings.recall_top_k
+        k = self.settings.recall_top_k if top_k is None else top_k
         if k <= 0:
             return []
         try:
@@ -365,13 +377,17 @@ class ChatService:
         user_msg = result.user_message
         conv_id = user_msg.conversation_id
         remaining = self._check_budget(scope.owner_id)
+        prefs = self.prefs(scope.owner_id)
+        if model_ref is None and prefs.default_model:
+            available = {c.id for c in self.registry.available_models()}
+            model_ref = prefs.default_model if prefs.default_model in available else None
         model, model_id, tools = self._resolve(model_ref)
         provider, _, model_name = model_id.partition(":")
         if model_id == LOCAL_MODEL_ID:
             provider, model_name = "local", LOCAL_MODEL_ID
         context = self.conversations.context(conv_id, self.settings.context_turns + 1, user_id=scope.owner_id)
         prior = [m for m in context if m.id < user_msg.id][-self.settings.context_turns:]
-        result.recalled = self.recall(scope, user_msg.content)
+        result.recalled = self.recall(scope, user_msg.content, top_k=prefs.recall_top_k)
         deps = ChatDeps(scope=scope, memory=self.memory, conversation_id=conv_id, recalled=result.recalled)
         limits = UsageLimits(request_limit=8, cost_limit=remaining) if remaining is not None else UsageLimits(
             request_limit=8)
@@ -414,7 +430,7 @@ class ChatService:
         result.latency_ms = (time.perf_counter() - started) * 1000
         result.tool_events = deps.tool_events
         self._count_events(deps.tool_events, "agent")
-        self._finish(result, scope, reply_text, responses, provider, model_name, prior)
+        self._finish(result, scope, reply_text, responses, provider, model_name, prior, learn=prefs.auto_memory)
         self.metrics.chat_requests.labels("ok").inc()
         self.metrics.model_run(provider=result.provider or provider, model=result.model or model_name,
                                purpose="chat", seconds=result.latency_ms / 1000, status="ok",
@@ -427,7 +443,7 @@ class ChatService:
                 self.metrics.memory_event(event.event, source)
 
     def _finish(self, result: TurnResult, scope: Scope, reply_text: str, responses: list[ModelResponse],
-                provider: str, model_name: str, prior: list[Message]) -> None:
+                provider: str, model_name: str, prior: list[Message], *, learn: bool = True) -> None:
         conv_id = result.user_message.conversation_id
         answered = responses[-1] if responses else None
         if answered is not None and answered.model_name:
@@ -464,6 +480,8 @@ class ChatService:
             model=result.model or model_name, requests=len(responses), input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, cost_usd=result.cost_usd, latency_ms=result.latency_ms,
         )
+        if not learn:  # the person turned automatic memory off
+            return
         exchange = [{"role": "user", "content": result.user_message.content},
                     {"role": "assistant", "content": reply_text}]
         context = [{"role": m.role, "content": m.content} for m in prior[-6:]]
@@ -490,8 +508,10 @@ class ChatService:
 
     def process_job(self, job: ExtractionJob) -> list[MemoryEvent]:
         """Run the two-phase pipeline for one queued exchange (the worker's callback)."""
+        ttl = self.prefs(job.scope.owner_id).memory_ttl_days
+        expires = (datetime.now(UTC) + timedelta(days=ttl)).date() if ttl else None
         try:
-            outcome = self._pipeline().run(job.scope, job.exchange, job.context)
+            outcome = self._pipeline().run(job.scope, job.exchange, job.context, default_expires_at=expires)
         except ExtractionFailed as exc:
             if exc.result is not None:
                 self._record_pipeline_usage(job, exc.result)

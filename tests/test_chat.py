@@ -24,6 +24,7 @@ from core.errors import BudgetExceeded, ProviderTimeout, ProviderUnavailable, Va
 from core.memory.queue import ExtractionQueue, ExtractionWorker
 from core.memory.types import Scope
 from core.metrics import Metrics
+from core.preferences import PreferenceStore
 from core.models.registry import ModelRegistry
 from core.usage import UsageStore
 from tests.memory_fixtures import open_service, scripted_model
@@ -39,7 +40,7 @@ def env(tmp_path_factory):
     close()
 
 
-def make_chat(env, *, local=None, memory_model=None, metrics=None, **overrides) -> ChatService:
+def make_chat(env, *, local=None, memory_model=None, metrics=None, prefs=False, **overrides) -> ChatService:
     memory, _users, engine = env
     settings = load_settings(**overrides)
     return ChatService(
@@ -51,6 +52,7 @@ def make_chat(env, *, local=None, memory_model=None, metrics=None, **overrides) 
         registry=ModelRegistry(settings, local_model=local, sleep=lambda s: None),
         memory_model=memory_model,
         metrics=metrics or Metrics(),
+        preferences=PreferenceStore(engine) if prefs else None,
     )
 
 
@@ -331,3 +333,34 @@ def test_turns_and_learning_are_counted_in_metrics_without_user_ids(env, person)
     assert 'optimus_memory_events_total{event="ADD",source="pipeline"}' in text
     assert 'optimus_model_latency_seconds_count{model="scripted",provider="function",purpose="chat"} 1.0' in text
     assert person.id not in text and conv.id not in text
+
+
+def test_preferences_turn_off_learning_and_shrink_recall(env, person):
+    memory, _, _ = env
+    for i in range(4):
+        memory.add(Scope.personal(person.id), f"Knows fact number {i} about gardening", type="fact")
+    chat = make_chat(env, prefs=True)
+    chat.preferences.set(person.id, {"auto_memory": False, "recall_top_k": 2})
+    conv = chat.conversations.create(person.id)
+    turn = chat.send(person.id, conv.id, "Tell me about gardening", model=streaming("Sure."))
+    turn.text()
+    assert len(turn.result.recalled) == 2
+    assert turn.result.job_id is None and chat.turn_status(person.id, turn.result.reply.id) is None
+    with pytest.raises(ValidationError):
+        chat.preferences.set(person.id, {"recall_top_k": 99})
+
+
+def test_default_memory_expiry_applies_to_learned_facts(env, person):
+    from datetime import UTC, datetime, timedelta
+
+    learner = scripted_model(lambda prompt: {"memories": [
+        {"text": "Is training for a 10k race", "type": "fact", "importance": 3, "confidence": 0.9}]})
+    chat = make_chat(env, memory_model=learner, prefs=True)
+    chat.preferences.set(person.id, {"memory_ttl_days": 30})
+    conv = chat.conversations.create(person.id)
+    turn = chat.send(person.id, conv.id, "I'm training for a 10k.", model=streaming("Good luck!"))
+    turn.text()
+    job = chat.queue.get(turn.result.job_id)
+    events = chat.process_job(job)
+    record = env[0].get(person.id, events[0].memory_id)
+    assert record.expires_at == (datetime.now(UTC) + timedelta(days=30)).date()

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -224,9 +224,14 @@ class MemoryPipeline:
         context: Sequence[dict[str, str]] = (),
         *,
         source: str = "pipeline",
+        default_expires_at: date | None = None,
     ) -> PipelineResult:
+        """Learn from one exchange. ``default_expires_at`` applies to facts the model gave no expiry."""
         result = PipelineResult()
         candidates = self.extract(exchange, context, result)
+        if default_expires_at is not None:
+            candidates = [c if c.expires_at else c.model_copy(update={"expires_at": default_expires_at})
+                          for c in candidates]
         result.candidates = list(candidates)
         if not candidates:
             return result
