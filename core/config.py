@@ -156,11 +156,34 @@ class Settings(BaseSettings):
     model_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx, with exponential backoff.")
     daily_budget_usd: Decimal = Field(Decimal(0), ge=0, description="Per-user daily model spend; 0 = unlimited.")
     recall_top_k: int = Field(5, ge=0, le=50, description="Memories recalled into each turn's prompt.")
+    # --- REST API (core.api)
+    api_host: str = Field("127.0.0.1", description="Address the API server binds; 0.0.0.0 serves the network.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the API server.")
+    api_rate_limit_per_minute: int = Field(
+        120, ge=0, le=1_000_000, description="Requests per API key per minute; 0 = unlimited.")
+    api_max_body_bytes: int = Field(
+        1_000_000, ge=1024, le=100_000_000, description="Largest request body accepted (413 above).")
+    api_cors_origins: CommaList = Field(
+        [], description="Browser origins allowed to call the API, comma-separated; none by default.")
+    scripted_models: bool = Field(
+        False, description="Offer scripted test models (test:echo, test:memory) for demos and end-to-end tests.")
     local_model_path: Path | None = Field(
         None, description="A GGUF file for the offline model; default: the bundled Qwen2.5-Coder-0.5B-Instruct."
     )
     local_model_threads: int = Field(0, ge=0, le=256, description="llama.cpp threads; 0 = one per core.")
     local_model_context: int = Field(4096, ge=512, le=131072, description="llama.cpp context window (tokens).")
+    # --- accounts and sessions (core.auth)
+    session_minutes: int = Field(30, ge=1, le=24 * 60, description="Access token lifetime; renewed while in use.")
+    max_sessions: int = Field(5, ge=1, le=100, description="Sessions per user; a new login ends the oldest.")
+    bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost; 12 in production (tests lower it).")
+    login_window_minutes: int = Field(15, ge=1, le=24 * 60, description="Window for counting failed logins.")
+    max_failures: int = Field(5, ge=2, le=100, description="Failed logins in the window that lock the account.")
+    captcha_after: int = Field(3, ge=1, le=100, description="Failed logins after which a CAPTCHA is asked.")
+    ip_max_failures: int = Field(20, ge=1, le=10_000, description="Failed logins per IP in the window before refusing it.")
+    admin_username: str | None = Field(None, description="First admin, created on first start with ADMIN_PASSWORD.")
+    admin_password: SecretStr | None = Field(None, description="Password of ADMIN_USERNAME (first start only).")
+    admin_email: str | None = None
+    oidc_admin_emails: CommaList = Field([], description="st.login identities with these emails become admins.")
 
     @classmethod
     def settings_customise_sources(
@@ -178,7 +201,8 @@ class Settings(BaseSettings):
             StreamlitSecretsSource(settings_cls, SECRETS_TOML),
         )
 
-    @field_validator("ollama_models", "openai_compatible_models", "extra_models", mode="before")
+    @field_validator("ollama_models", "openai_compatible_models", "extra_models", "oidc_admin_emails",
+                     "api_cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -248,7 +272,7 @@ def _explain(exc: pydantic.ValidationError) -> str:
         else:
             name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
         got = err.get("input")
-        secret = field.lower() in {"jwt_secret", "database_url"} or field.lower().endswith("_api_key")
+        secret = field.lower() in {"jwt_secret", "database_url", "admin_password"} or field.lower().endswith("_api_key")
         shown = "" if secret or isinstance(got, dict) else f" (got {got!r})"
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
         lines.append(f"  - {name}: {msg}{shown}")

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from core.audit import AuditLog
+from core.auth import AuthPolicy, AuthService
 from core.config import Settings, get_settings, resolve_jwt_secret
 from core.conversations import CleanupReport, ConversationStore
 from core.health import ComponentStatus, HealthReport, collect_health
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
     from core.chat import ChatService
+    from core.gdpr import GdprService
+    from core.preferences import PreferenceStore
     from core.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,8 @@ class Runtime:
     _chat: ChatService | None = field(default=None, repr=False)
     _worker: ExtractionWorker | None = field(default=None, repr=False)
     _on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    audit: AuditLog = field(kw_only=True)
+    auth: AuthService = field(kw_only=True, repr=False)
 
     @property
     def memory(self) -> MemoryService:
@@ -74,8 +80,24 @@ class Runtime:
                         settings=self.settings, conversations=self.conversations, memory=lambda: self.memory,
                         queue=self.queue, usage=self.usage, registry=self.registry,
                         on_enqueued=lambda: self._worker.wake() if self._worker else None,
+                        preferences=self.preferences,
                     )
         return self._chat
+
+    @property
+    def preferences(self) -> PreferenceStore:
+        from core.preferences import PreferenceStore
+
+        return PreferenceStore(self.storage.engine)
+
+    @property
+    def gdpr(self) -> GdprService:
+        """Export and erasure of a person's data."""
+        from core.gdpr import GdprService
+
+        return GdprService(engine=self.storage.engine, users=self.users, conversations=self.conversations,
+                           memory=lambda: self.memory, audit=self.audit,
+                           delete_user=lambda actor, user_id: self.auth.delete_user(actor, user_id))
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition for this process (served at ``/metrics``)."""
@@ -162,18 +184,30 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
             metrics.extraction_queue.labels(status).set(count)
 
     unregister = METRICS.on_scrape(queue_depth)
-    return Runtime(
+    people, audit = UserStore(storage.engine), AuditLog(storage.engine)
+    runtime = Runtime(
         settings=settings,
         storage=storage,
         jwt_secret=jwt_secret,
-        users=UserStore(storage.engine),
+        users=people,
         conversations=convs,
         startup_cleanup=report,
         queue=queue,
         usage=UsageStore(storage.engine),
         registry=ModelRegistry(settings, local_model=local_model_factory(settings)),
         _on_close=[unregister],
+        audit=audit,
+        auth=AuthService(storage.engine, secret=jwt_secret, users=people, audit=audit,
+                         policy=AuthPolicy.from_settings(settings)),
     )
+    try:
+        from core.admin import ensure_admin_from_settings
+
+        ensure_admin_from_settings(runtime)  # OPTIMUS_ADMIN_*: the first admin, on first start only
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime
 
 
 def local_model_factory(settings: Settings) -> Callable[[], Model] | None:

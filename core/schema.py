@@ -61,7 +61,7 @@ users = Table(
     Column("email", String(320)),
     Column("role", String(16), nullable=False, server_default="user"),
     Column("created_at", UTCDateTime(), nullable=False),
-    # accounts (migration 0004): bcrypt hash (NULL for OIDC-only people); set while an admin's lock lasts
+    # accounts (migration 0004): password_hash is NULL for OIDC-only people; locked_at is set by an admin
     Column("password_hash", String(100)),
     Column("locked_at", UTCDateTime()),
     CheckConstraint("role IN ('user', 'admin')", name="role"),
@@ -216,6 +216,7 @@ login_attempts = Table(
     Column("ip", String(64)),
     Column("outcome", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime()),  # set on the failure that locked the account
     CheckConstraint("outcome IN ('ok', 'failed', 'captcha', 'locked')", name="outcome"),
     Index(None, "username", "created_at"),
     Index(None, "ip", "created_at"),
@@ -250,4 +251,30 @@ audit_events = Table(
     Index(None, "actor_id", "created_at"),
     Index(None, "event", "created_at"),
     Index(None, "subject_id", "created_at"),
+)
+
+# --- REST API keys (migration 0005) ----------------------------------------------------------
+# The key itself is never stored: only its SHA-256 (hex) and a short prefix to recognise it by.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime()),
+    Column("usage_count", BigInteger(), nullable=False, server_default="0"),
+    Column("revoked_at", UTCDateTime()),
+    Index(None, "owner_id", "created_at"),
+)
+
+# --- per-user preferences (migration 0006) ---------------------------------------------------
+user_preferences = Table(
+    "user_preferences",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", Text(), nullable=False),  # JSON of core.preferences.Preferences
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -1,4 +1,9 @@
-"""Page logic through Streamlit's AppTest (the browser flows come with the product issue)."""
+"""Page logic through Streamlit's AppTest; the browser flows are in tests/test_browser.py.
+
+A signed-in session is seeded the way the app proves one: a real access token from
+``AuthService.login`` in ``st.session_state["auth_token"]`` (AppTest cannot carry cookies).
+Replies come from the scripted ``test:echo`` model (``OPTIMUS_SCRIPTED_MODELS=true``).
+"""
 
 from collections.abc import Iterator
 
@@ -10,11 +15,16 @@ from tests.conftest import REPO
 from tests.pgserver import free_port
 
 APP = str(REPO / "app.py")
+PASSWORD = "violet otter carries 9 lanterns"
 
 
 @pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
+def fresh_runtime(monkeypatch) -> Iterator[None]:
     st.config.set_option("client.showErrorDetails", "full")
+    monkeypatch.setenv("OPTIMUS_BCRYPT_ROUNDS", "4")
+    monkeypatch.setenv("OPTIMUS_SCRIPTED_MODELS", "true")
+    monkeypatch.setenv("OPTIMUS_MEMORY_MODEL", "test:memory")
+    monkeypatch.setenv("OPTIMUS_DEFAULT_MODEL", "test:echo")
     st.cache_resource.clear()
     try:
         yield
@@ -22,36 +32,117 @@ def fresh_runtime() -> Iterator[None]:
         st.cache_resource.clear()  # on_release closes the runtime (and wipes ephemeral dirs)
 
 
-def _run() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def _run(at: AppTest | None = None) -> AppTest:
+    at = (AppTest.from_file(APP, default_timeout=60) if at is None else at).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def test_home_shows_health_report(isolated_settings):
+def _signed_in(username: str, *, admin: bool = False) -> AppTest:
+    """An AppTest session signed in as a fresh account (created through the app's own runtime)."""
+    from pages.common import get_runtime
+
+    runtime = get_runtime()
+    if admin:
+        runtime.auth.create_admin(username, PASSWORD)
+    else:
+        runtime.auth.register(username, PASSWORD)
+    login = runtime.auth.login(username, PASSWORD)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["auth_token"] = login.token
+    return _run(at)
+
+
+def test_signed_out_sees_only_the_sign_in_page(isolated_settings):
     at = _run()
     assert at.title[0].value == "Optimus"
-    assert "Healthy" in at.markdown[0].value and "`embedded`" in at.markdown[0].value
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Users"] == "0" and metrics["Conversations"] == "0" and metrics["Messages"] == "0"
-    table = at.dataframe[0].value
-    assert list(table["Component"]) == ["database", "data directory", "vector store", "extraction queue"]
-    assert metrics["Memories"] == "0"
-    assert all(status.startswith("✅") for status in table["Status"])
-    assert not at.error
+    assert [t.label for t in at.tabs] == ["Sign in", "Create account"]
+    with pytest.raises(ValueError):
+        at.switch_page("pages/chat.py")
     assert (isolated_settings / "optimus.db").exists()
 
 
-def test_home_counts_follow_the_database(isolated_settings):
-    from core.runtime import open_runtime
+def test_sign_in_with_a_wrong_password_says_so_generically(isolated_settings):
+    from pages.common import get_runtime
 
-    runtime = open_runtime()
-    user = runtime.users.create("grace")
-    conv = runtime.conversations.create(user.id)
-    runtime.conversations.append(conv.id, "user", "hello")
-    runtime.close()
-    metrics = {m.label: m.value for m in _run().metric}
-    assert (metrics["Users"], metrics["Conversations"], metrics["Messages"]) == ("1", "1", "1")
+    get_runtime().auth.register("hopper", PASSWORD)
+    at = _run()
+    at.text_input[0].input("hopper")
+    at.text_input[1].input("not the password at all")
+    at.button[0].click()
+    at = _run(at)
+    assert any("Wrong username or password" in e.value for e in at.error)
+
+
+def test_registration_explains_a_weak_password(isolated_settings):
+    at = _run()
+    at.text_input(key="reg_username").input("lovelace")
+    at.text_input(key="reg_password").input("password1234")
+    at = _run(at)
+    assert any("too easy to guess" in c.value for c in at.caption)
+    create = next(b for b in at.button if b.label == "Create account")
+    assert create.disabled
+
+
+def test_admin_status_page_shows_health(isolated_settings):
+    at = _signed_in("root", admin=True)
+    at.switch_page("pages/home.py")
+    at = _run(at)
+    assert at.title[0].value == "Optimus"
+    assert "`embedded`" in at.markdown[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Users"] == "1" and metrics["Memories"] == "0"
+    table = at.dataframe[0].value
+    assert list(table["Component"]) == ["database", "data directory", "vector store", "extraction queue", "models"]
+    assert all(status.startswith("✅") for status in table["Status"])
+
+
+def test_a_user_cannot_reach_admin_pages(isolated_settings):
+    at = _signed_in("plainuser")
+    with pytest.raises(ValueError):
+        at.switch_page("pages/admin_tools.py")
+    with pytest.raises(ValueError):
+        at.switch_page("pages/admin_analytics.py")
+
+
+def test_chat_streams_a_reply_and_the_pipeline_learns(isolated_settings):
+    from pages.common import get_runtime
+
+    at = _signed_in("ada")
+    assert at.subheader[0].value == "New conversation"
+    at.chat_input[0].set_value("Remember that my sister is called Rita").run()
+    at = _run(at)
+    texts = [m.markdown[0].value for m in at.chat_message]
+    assert texts == ["Remember that my sister is called Rita", "You said: Remember that my sister is called Rita"]
+    runtime = get_runtime()
+    worker = runtime.start_worker()
+    worker.run_once()
+    at = _run(at)
+    panel = at.chat_message[1].expander[0]
+    assert "1 change" in panel.label
+    assert any("My sister is called Rita" in m.value for m in panel.markdown)
+    user = runtime.users.find_by_username("ada")
+    assert [m.text for m in runtime.memory.get_all(user.id)] == ["My sister is called Rita"]
+
+
+def test_memories_page_lists_and_saves_edits(isolated_settings):
+    from core.memory.types import Scope
+    from pages.common import get_runtime
+
+    at = _signed_in("grace")
+    runtime = get_runtime()
+    user = runtime.users.find_by_username("grace")
+    rec = runtime.memory.add(Scope.personal(user.id), "Likes green tea", type="preference")
+    at.switch_page("pages/memories.py")
+    at = _run(at)
+    assert at.metric[0].value == "1"
+    at.session_state["memory_table"] = {"edited_rows": {0: {"text": "Likes oolong tea"}}, "added_rows": [],
+                                        "deleted_rows": []}
+    at = _run(at)
+    save = next(b for b in at.button if b.label.startswith("Save 1 change"))
+    save.click()
+    at = _run(at)
+    assert runtime.memory.get(user.id, rec.id).text == "Likes oolong tea"
 
 
 def test_bad_setting_shows_actionable_message_not_traceback(monkeypatch):
@@ -70,4 +161,3 @@ def test_fallback_is_announced_on_every_page(monkeypatch):
     monkeypatch.setenv("OPTIMUS_FALLBACK", "ephemeral")
     at = _run()
     assert "Degraded" in at.error[0].value and "EPHEMERAL" in at.error[0].value
-    assert "Degraded" in at.markdown[0].value or "Degraded" in " ".join(m.value for m in at.markdown)

@@ -75,6 +75,7 @@ PROVIDERS: dict[str, Provider] = {
                  ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "Qwen/Qwen2.5-72B-Instruct-Turbo"), stainless=True),
         Provider("ollama", "Ollama", None, "OLLAMA_BASE_URL", (), stainless=True),
         Provider("compatible", "OpenAI-compatible", None, "OPTIMUS_OPENAI_COMPATIBLE_BASE_URL", (), stainless=True),
+        Provider("test", "Scripted test model", None, "OPTIMUS_SCRIPTED_MODELS", ("echo", "memory")),
     )
 }
 
@@ -236,6 +237,8 @@ class ModelRegistry:
             return bool(self.settings.ollama_base_url)
         if provider_id == "compatible":
             return bool(self.settings.openai_compatible_base_url)
+        if provider_id == "test":
+            return self.settings.scripted_models
         return self._key(PROVIDERS[provider_id]) is not None
 
     def configured_providers(self) -> list[str]:
@@ -328,7 +331,7 @@ class ModelRegistry:
         """The model for ``model_id``: retried, and backed by the fallback model when it fails."""
         provider, _ = split_model_id(model_id)
         primary = self._raw(model_id)
-        if provider == LOCAL_MODEL_ID:
+        if provider in (LOCAL_MODEL_ID, "test"):
             return primary
         return self.resilient(primary, model_id, fallback=fallback)
 
@@ -393,6 +396,14 @@ def _build(provider: str, name: str, key: str | None, settings: Settings, model_
 
         return OllamaModel(name, provider=OllamaProvider(base_url=settings.ollama_base_url),
                                settings=model_settings)
+    if provider == "test":
+        from core.models import scripted
+
+        if name == "echo":
+            return scripted.echo_model()
+        if name == "memory":
+            return scripted.memory_model()
+        raise ValidationError(f"Unknown scripted model {name!r}: use test:echo or test:memory.", field="model")
     if provider == "compatible":
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider

@@ -1,0 +1,147 @@
+"""Settings: profile, password, preferences, sessions, API keys, and your data (GDPR)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from core.apikeys import ApiKeyStore
+from core.errors import AppError
+from core.preferences import Preferences
+from pages.auth_session import END_ROUTE, client_ip, current_session, forget_session
+from pages.common import get_runtime, require_user
+
+runtime = get_runtime()
+user = require_user()
+auth = runtime.auth
+session = current_session(runtime)
+
+st.title("Settings")
+profile, security, prefs_tab, keys_tab, data_tab = st.tabs(
+    ["Profile", "Password & sessions", "Preferences", "API keys", "Your data"])
+
+with profile:
+    st.markdown(f"**Username:** {user.username}  \n**Email:** {user.email or '—'}  \n**Role:** {user.role}  \n"
+                f"**Member since:** {user.created_at:%Y-%m-%d}")
+
+# ------------------------------------------------------------------ password and sessions
+with security:
+    with st.form("password", clear_on_submit=True):
+        st.subheader("Change password")
+        old = st.text_input("Current password", type="password", autocomplete="current-password")
+        new = st.text_input("New password", type="password", autocomplete="new-password",
+                            help="At least 12 characters and hard to guess.")
+        again = st.text_input("Repeat the new password", type="password", autocomplete="new-password")
+        if st.form_submit_button("Change password", type="primary"):
+            if new != again:
+                st.error("The two new passwords differ.")
+            else:
+                try:
+                    ended = auth.change_password(user.id, old, new, current_jti=session.session.jti if session else None,
+                                                 ip=client_ip())
+                    st.toast(f"Password changed. {ended} other session{'s' if ended != 1 else ''} signed out.",
+                             icon=":material/check:")
+                except AppError as exc:
+                    st.error(exc.message)
+
+    st.subheader("Active sessions")
+    now = datetime.now(UTC)
+    for s in auth.sessions(user.id):
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        this = session is not None and s.jti == session.session.jti
+        c1.markdown(f"{'**This browser** · ' if this else ''}{(s.user_agent or 'unknown device')[:60]} · "
+                    f"{s.ip or 'unknown address'} · last seen {s.last_seen_at:%Y-%m-%d %H:%M} UTC")
+        if not this and c2.button("Sign out", key=f"revoke-{s.jti}"):
+            try:
+                auth.revoke_session(user, s.jti, ip=client_ip())
+                st.toast("Session ended.")
+                st.rerun()
+            except AppError as exc:
+                st.error(exc.message)
+    if st.button("Sign out everywhere", icon=":material/logout:"):
+        auth.logout_everywhere(user.id, ip=client_ip())
+        forget_session()
+        st.html(f"<script>window.location.replace({END_ROUTE!r});</script>", unsafe_allow_javascript=True)
+        st.stop()
+
+# ------------------------------------------------------------------ preferences
+with prefs_tab:
+    store = runtime.preferences
+    current = store.get(user.id)
+    models = runtime.registry.available_models()
+    ids = ["(install default)"] + [m.id for m in models]
+    labels = {m.id: m.label for m in models}
+    with st.form("preferences"):
+        model = st.selectbox("Default model", ids, format_func=lambda i: labels.get(i, i),
+                             index=ids.index(current.default_model) if current.default_model in ids else 0)
+        top_k = st.slider("Memories recalled into each reply", 0, 20,
+                          current.recall_top_k if current.recall_top_k is not None else runtime.settings.recall_top_k)
+        auto = st.toggle("Learn from my conversations automatically", value=current.auto_memory,
+                         help="When off, Optimus only remembers what you add yourself or ask it to remember.")
+        ttl = st.number_input("Forget learned memories after (days, 0 = never)", 0, 3650,
+                              current.memory_ttl_days or 0)
+        if st.form_submit_button("Save preferences", type="primary"):
+            try:
+                store.set(user.id, Preferences(default_model=None if model == ids[0] else model, recall_top_k=top_k,
+                                               auto_memory=auto, memory_ttl_days=ttl or None))
+                if model != ids[0]:
+                    st.session_state.model_id = model
+                st.toast("Preferences saved.", icon=":material/check:")
+            except AppError as exc:
+                st.error(exc.message)
+
+# ------------------------------------------------------------------ API keys
+with keys_tab:
+    keys = ApiKeyStore(runtime.storage.engine, audit=runtime.audit)
+    st.caption("Use a key with the REST API or mem0's `MemoryClient(api_key=..., host=...)`. "
+               "A key acts as you and reaches only your memories.")
+    with st.form("new-key", clear_on_submit=True):
+        name = st.text_input("Name", placeholder="e.g. laptop script")
+        if st.form_submit_button("Create key", icon=":material/key:"):
+            try:
+                _, plaintext = keys.create(user.id, name)
+                st.success("Copy this key now: it is shown only once.")
+                st.code(plaintext, language=None)
+            except AppError as exc:
+                st.error(exc.message)
+    listed = keys.for_owner(user.id)
+    if not listed:
+        st.caption("No keys yet.")
+    for k in listed:
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        state = "revoked" if not k.active else f"used {k.usage_count:,}×" + (
+            f", last {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else ", never used")
+        c1.markdown(f"**{k.name}** · `{k.prefix}…` · created {k.created_at:%Y-%m-%d} · {state}")
+        if k.active and c2.button("Revoke", key=f"key-{k.id}"):
+            keys.revoke(user.id, k.id)
+            st.toast("Key revoked.")
+            st.rerun()
+
+# ------------------------------------------------------------------ GDPR
+with data_tab:
+    st.subheader("Download my data")
+    st.caption("A ZIP with your profile, conversations, memories with their full history, usage and cost, "
+               "and security events, plus a README explaining each file.")
+    if st.button("Prepare my download", icon=":material/download:"):
+        with st.spinner("Collecting your data…"):
+            st.session_state.export_ready = True
+    if st.session_state.get("export_ready"):
+        blob = runtime.gdpr.export_zip(user.id, ip=client_ip())
+        st.download_button("Download ZIP", blob, file_name=f"optimus-{user.username}-{datetime.now(UTC):%Y%m%d}.zip",
+                           mime="application/zip", type="primary", on_click="ignore")
+    st.divider()
+    st.subheader("Delete my account")
+    st.caption("Erases your account, conversations, memories and their history, keys and sessions. "
+               "Usage totals stay without your name; the audit log keeps an anonymous record.")
+    confirm = st.text_input("Type your username to confirm", key="erase_confirm")
+    if st.button("Delete my account forever", type="primary", disabled=confirm.strip().lower() != user.username):
+        try:
+            report = runtime.gdpr.erase(user, user.id, confirm_username=confirm, ip=client_ip())
+        except AppError as exc:
+            st.error(exc.message)
+        else:
+            forget_session()
+            st.success(f"Your account is deleted ({report.memories} memories, {report.conversations} conversations).")
+            st.html(f"<script>window.location.replace({END_ROUTE!r});</script>", unsafe_allow_javascript=True)
+            st.stop()
