@@ -702,11 +702,19 @@ class MemoryService:
 
     def erase_owner(self, owner_id: str) -> int:
         """GDPR erase: every vector and every history row of the owner."""
-        rows = _rows(self._call(self.store.list, filters={"owner_id": owner_id}, top_k=LIST_CAP))
-        for r in rows:
-            self._call(self.store.delete, vector_id=str(r.id))
-        self.history_store.erase_owner(owner_id)
-        return len(rows)
+        if not owner_id:
+            raise ValidationError("An owner is required.", field="owner_id")
+        erased = 0
+        with self._write_lock:
+            while True:  # in pages, so any number of memories goes
+                rows = _rows(self._call(self.store.list, filters={"owner_id": owner_id}, top_k=5_000))
+                if not rows:
+                    break
+                for r in rows:
+                    self._call(self.store.delete, vector_id=str(r.id))
+                erased += len(rows)
+            self.history_store.erase_owner(owner_id)
+        return erased
 
 
 _PERIOD = re.compile(r"^last\s+(\d{1,4})\s+days?$")
