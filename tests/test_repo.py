@@ -30,15 +30,29 @@ def test_every_requirement_is_pinned():
 
 
 def test_compose_env_matches_settings_and_every_service_has_a_healthcheck():
+    from core.config import SDK_KEY_NAMES
+
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     fields = {f"OPTIMUS_{name.upper()}" for name in Settings.model_fields}
+    assert {"app", "api", "postgres", "qdrant", "prometheus"} <= set(compose["services"])
     for name, service in compose["services"].items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
         image = service.get("image", "")
         assert ":" in image and not image.endswith(":latest"), f"{name}: image tag must be pinned"
-        for key in service.get("environment", {}):
+        env = service.get("environment", {})
+        assert isinstance(env, dict), f"{name}: use a mapping for environment"
+        for key in env:
             if key.startswith("OPTIMUS_"):
                 assert key in fields, f"{name}: {key} is not a setting in core/config.py"
+            elif name in {"app", "api"}:
+                assert key in SDK_KEY_NAMES, f"{name}: {key} is neither an OPTIMUS_ setting nor a provider key"
+    for volume in compose["services"]["prometheus"].get("volumes", []):
+        source = volume.split(":", 1)[0]
+        if source.startswith("./"):
+            assert (REPO / source).is_file(), f"prometheus mounts a missing file {source}"
+    scrape = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert targets == {"app:8501", "api:8000"}
 
 
 def test_no_secrets_file_is_tracked():
