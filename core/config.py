@@ -170,7 +170,8 @@ class Settings(BaseSettings):
     local_model_path: Path | None = Field(
         None, description="A GGUF file for the offline model; default: the bundled Qwen2.5-Coder-0.5B-Instruct."
     )
-    local_model_threads: int = Field(0, ge=0, le=256, description="llama.cpp threads; 0 = one per core.")
+    local_model_threads: int = Field(
+        0, ge=0, le=256, description="llama.cpp threads; 0 = all cores for the prompt, half for generation.")
     local_model_context: int = Field(4096, ge=512, le=131072, description="llama.cpp context window (tokens).")
     # --- accounts and sessions (core.auth)
     session_minutes: int = Field(30, ge=1, le=24 * 60, description="Access token lifetime; renewed while in use.")
