@@ -163,7 +163,7 @@ if st.runtime.exists():
         st.stop()
 
     degraded_banner(runtime)
-    from pages.auth_session import END_ROUTE, current_user
+    from pages.auth_session import current_user, send_to_end_route
 
     user = current_user(runtime)
     if user is None:
@@ -187,5 +187,7 @@ if st.runtime.exists():
         page = st.navigation(sections)
         with st.sidebar:
             st.caption(f"Signed in as **{user.username}**" + (" · admin" if user.role == "admin" else ""))
-            st.link_button("Sign out", END_ROUTE, icon=":material/logout:", width="stretch")
+            if st.button("Sign out", icon=":material/logout:", width="stretch", key="sign_out"):
+                send_to_end_route()
+                st.stop()
     page.run()

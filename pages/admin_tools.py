@@ -23,7 +23,8 @@ users_tab, sessions_tab, health_tab, maint_tab, audit_tab = st.tabs(
 # ------------------------------------------------------------------ users
 with users_tab:
     people = runtime.users.list_users(limit=500)
-    st.caption(f"{runtime.users.count():,} accounts")
+    total = runtime.users.count()
+    st.caption(f"{total:,} account{'s' if total != 1 else ''}")
     for person in people:
         c1, c2, c3, c4 = st.columns([4, 2, 1, 1], vertical_alignment="center")
         c1.markdown(f"**{person.username}** · {person.email or 'no email'} · since {person.created_at:%Y-%m-%d}"

@@ -85,3 +85,10 @@ def send_to_cookie_route(runtime: Runtime, login: Login) -> None:
 def forget_session() -> None:
     """Forget this tab's token (the cookie is cleared by the ``/api/session/end`` route)."""
     st.session_state.pop(TOKEN_KEY, None)
+
+
+def send_to_end_route() -> None:
+    """Forget this tab's token and send *this* tab to the route that ends the session and clears the
+    cookie (``st.link_button`` would open the route in a new tab and leave this one signed in)."""
+    forget_session()
+    st.html(f"<script>window.location.replace({json.dumps(END_ROUTE)});</script>", unsafe_allow_javascript=True)

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages.common import get_runtime, human_bytes
+from pages.common import get_runtime, human_bytes, require_admin
 
 runtime = get_runtime()
+require_admin()  # the router lists it for admins only; this covers a hand-typed URL
 report = runtime.health()
 
 st.title("Optimus")

@@ -27,7 +27,7 @@ c2.metric("Most common type", max(stats.by_type, key=stats.by_type.get) if stats
 c3.metric("Top people", ", ".join(p for p, _ in stats.top_people[:3]) or "—")
 c4.metric("Top tags", ", ".join(t for t, _ in stats.top_tags[:3]) or "—")
 if stats.by_type:
-    st.bar_chart({t: [n] for t, n in sorted(stats.by_type.items())}, horizontal=True, height=140, stack=False)
+    st.bar_chart(dict(sorted(stats.by_type.items())), horizontal=True, height=140)  # one bar per type
 
 # ------------------------------------------------------------------ add
 with st.expander("Add a memory", icon=":material/add:"):
@@ -121,7 +121,7 @@ edited = st.data_editor(
         "id": None,
     },
 )
-st.caption(f"{len(records)} memories shown" + (" (best matches first)" if query.strip() else " (newest first)"))
+st.caption(f"{len(records)} memor{'ies' if len(records) != 1 else 'y'} shown" + (" (best matches first)" if query.strip() else " (newest first)"))
 
 by_id = {r.id: r for r in records}
 changes = []

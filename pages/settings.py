@@ -9,7 +9,7 @@ import streamlit as st
 from core.apikeys import ApiKeyStore
 from core.errors import AppError
 from core.preferences import Preferences
-from pages.auth_session import END_ROUTE, client_ip, current_session, forget_session
+from pages.auth_session import client_ip, current_session, send_to_end_route
 from pages.common import get_runtime, require_user
 
 runtime = get_runtime()
@@ -61,8 +61,7 @@ with security:
                 st.error(exc.message)
     if st.button("Sign out everywhere", icon=":material/logout:"):
         auth.logout_everywhere(user.id, ip=client_ip())
-        forget_session()
-        st.html(f"<script>window.location.replace({END_ROUTE!r});</script>", unsafe_allow_javascript=True)
+        send_to_end_route()
         st.stop()
 
 # ------------------------------------------------------------------ preferences
@@ -123,13 +122,11 @@ with data_tab:
     st.subheader("Download my data")
     st.caption("A ZIP with your profile, conversations, memories with their full history, usage and cost, "
                "and security events, plus a README explaining each file.")
-    if st.button("Prepare my download", icon=":material/download:"):
-        with st.spinner("Collecting your data…"):
-            st.session_state.export_ready = True
-    if st.session_state.get("export_ready"):
-        blob = runtime.gdpr.export_zip(user.id, ip=client_ip())
-        st.download_button("Download ZIP", blob, file_name=f"optimus-{user.username}-{datetime.now(UTC):%Y%m%d}.zip",
-                           mime="application/zip", type="primary", on_click="ignore")
+    ip = client_ip()
+    # A callable runs (and the export is audited) when the button is clicked, not on every rerun.
+    st.download_button("Download ZIP", lambda: runtime.gdpr.export_zip(user.id, ip=ip), icon=":material/download:",
+                       file_name=f"optimus-{user.username}-{datetime.now(UTC):%Y%m%d}.zip",
+                       mime="application/zip", on_click="ignore")
     st.divider()
     st.subheader("Delete my account")
     st.caption("Erases your account, conversations, memories and their history, keys and sessions. "
@@ -141,7 +138,6 @@ with data_tab:
         except AppError as exc:
             st.error(exc.message)
         else:
-            forget_session()
             st.success(f"Your account is deleted ({report.memories} memories, {report.conversations} conversations).")
-            st.html(f"<script>window.location.replace({END_ROUTE!r});</script>", unsafe_allow_javascript=True)
+            send_to_end_route()
             st.stop()

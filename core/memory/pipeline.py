@@ -198,7 +198,8 @@ class MemoryPipeline:
                     used.cost_usd = (used.cost_usd or Decimal(0)) + Decimal(str(response.usage.cost))
             if responses:
                 used.model = responses[-1].model_name or used.model
-                used.provider = responses[-1].provider_name or used.provider
+                system = getattr(self.model, "system", None) if not isinstance(self.model, str) else None
+                used.provider = responses[-1].provider_name or system or used.provider
             return run.output
         failed = ExtractionFailed(
             f"The memory {phase} step failed {self.attempts} times ({type(last).__name__}: {last}); "
