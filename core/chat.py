@@ -74,6 +74,9 @@ Use what you remember when it is relevant; never invent memories, and say so whe
 Today is {today}.
 """
 
+LOCAL_MAX_REPLY_TOKENS = 768
+LOCAL_TIMEOUT = 180.0
+
 MEMORY_BLOCK = """\
 What you remember about this person (most relevant first; may be outdated):
 {memories}
@@ -392,6 +395,11 @@ class ChatService:
         limits = UsageLimits(request_limit=8, cost_limit=remaining) if remaining is not None else UsageLimits(
             request_limit=8)
         settings = ModelSettings(request_timeout=self.settings.model_timeout)
+        if model_id == LOCAL_MODEL_ID:
+            # A 0.5B model on a CPU: bound the reply and give it the time that takes (~30 tokens/s,
+            # plus prompt processing at ~130 tokens/s for a long history).
+            settings = ModelSettings(max_tokens=LOCAL_MAX_REPLY_TOKENS,
+                                     request_timeout=max(self.settings.model_timeout, LOCAL_TIMEOUT))
         started = time.perf_counter()
         chunks: list[str] = []
         try:
