@@ -9,23 +9,18 @@ screenshot of every page visited is saved under ``test-artifacts/screenshots/``,
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
-from tests.conftest import MODEL_CACHE, REPO
-from tests.pgserver import free_port
+from tests.conftest import REPO
+from tests.streamlit_server import StreamlitServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "test-artifacts" / "screenshots"
@@ -39,59 +34,19 @@ pytestmark = [
 ]
 
 
-class Server:
-    """``streamlit run app.py`` on a free loopback port with its own data dir."""
+class Server(StreamlitServer):
+    """The app with scripted models and a first admin from the settings."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = root / "server.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIMUS_")}
-        env.update(
-            OPTIMUS_DATA_DIR=str(self.root / "data"), OPTIMUS_MODEL_CACHE_DIR=str(MODEL_CACHE),
-            OPTIMUS_SCRIPTED_MODELS="true", OPTIMUS_MEMORY_MODEL="test:memory", OPTIMUS_DEFAULT_MODEL="test:echo",
-            OPTIMUS_FALLBACK_MODEL="none", OPTIMUS_BCRYPT_ROUNDS="4",
-            OPTIMUS_ADMIN_USERNAME=ADMIN, OPTIMUS_ADMIN_PASSWORD=ADMIN_PASSWORD,
-            MEM0_TELEMETRY="False", HF_HUB_OFFLINE="1",
+        super().__init__(
+            root, OPTIMUS_SCRIPTED_MODELS="true", OPTIMUS_MEMORY_MODEL="test:memory",
+            OPTIMUS_DEFAULT_MODEL="test:echo", OPTIMUS_ADMIN_USERNAME=ADMIN, OPTIMUS_ADMIN_PASSWORD=ADMIN_PASSWORD,
         )
-        work = self.root / "work"
-        work.mkdir()
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(self.port),
-                 "--server.address", "127.0.0.1", "--server.headless", "true",
-                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.base + "/_stcore/health", timeout=2).text == "ok":
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"streamlit did not become healthy:\n{self.log.read_text()}")
 
     def audited(self, event: str) -> int:
         """How many audit events of this kind the server recorded (read from its database)."""
         with closing(sqlite3.connect(f"file:{self.root / 'data' / 'optimus.db'}?mode=ro", uri=True)) as db:
             return db.execute("SELECT count(*) FROM audit_events WHERE event = ?", (event,)).fetchone()[0]
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")

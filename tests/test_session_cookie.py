@@ -10,10 +10,6 @@ backends in ``test_auth.py``.)
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
@@ -25,55 +21,15 @@ import pytest
 from core.auth import SESSION_COOKIE, AuthPolicy, AuthService
 from core.db import make_engine, migrate, sqlite_url
 from core.errors import InvalidCredentials
-from tests.conftest import MODEL_CACHE, REPO
-from tests.pgserver import free_port
+from tests.streamlit_server import StreamlitServer
 from tests.test_auth import PASSWORD
 
 SECRET = "cookie-test-secret-" + "c" * 40
 
 
-class Server:
+class Server(StreamlitServer):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.data = root / "data"
-        self.log = root / "server.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIMUS_")}
-        env.update(OPTIMUS_DATA_DIR=str(self.data), OPTIMUS_JWT_SECRET=SECRET, OPTIMUS_BCRYPT_ROUNDS="4",
-                   OPTIMUS_MODEL_CACHE_DIR=str(MODEL_CACHE), OPTIMUS_FALLBACK_MODEL="none")
-        work = self.root / "work"
-        work.mkdir()
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(self.port),
-                 "--server.address", "127.0.0.1", "--server.headless", "true",
-                 "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{self.log.read_text()}")
-            try:
-                if httpx.get(self.base + "/_stcore/health", timeout=2).text == "ok":
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"streamlit did not become healthy:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        super().__init__(root, OPTIMUS_JWT_SECRET=SECRET)
 
 
 @pytest.fixture(scope="module")
