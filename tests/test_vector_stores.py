@@ -312,7 +312,7 @@ def test_server_dense_queries_rescore_with_oversampling(tmp_path: Path):
     store.keyword_search("tea", top_k=3)
     dense, sparse = backend.client.queries
     backend.client.close()
-    assert dense["search_params"].quantization == models.QuantizationSearchParams(rescore=True, oversampling=4.0)
+    assert dense["search_params"].quantization == models.QuantizationSearchParams(rescore=True, oversampling=8.0)
     assert sparse["using"] == "bm25" and sparse.get("search_params") is None
 
 
