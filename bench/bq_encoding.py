@@ -154,8 +154,8 @@ def build(root: Path, name: str, vectors: np.ndarray, owners: np.ndarray, quanti
     return store, ingest, optimize
 
 
-def measure(store: QdrantEdgeStore, vectors, owners, queries, owner: int, oversampling: float, truth):
-    store._search_params = store.config.model_copy(update={"oversampling": oversampling}).search_params()
+def measure(store: QdrantEdgeStore, vectors, owners, queries, owner: int, oversampling: float, truth, ef: int = 128):
+    store._search_params = store.config.model_copy(update={"oversampling": oversampling, "hnsw_ef": ef}).search_params()
     flt = {"owner_id": f"o{owner}"}
     for q in queries[:10]:
         store.search("", q, top_k=10, filters=flt)
@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=20_000, help="distinct sentences embedded")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--noise", type=float, help="per-dimension std of the copies' noise (default: calibrated)")
+    parser.add_argument("--efs", default="128,256,512", help="hnsw_ef values searched (production: 128)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quiet-load", type=float, default=1.0, help="wait until the 1-min load is below this")
     parser.add_argument("--max-wait", type=float, default=1200, help="longest wait for a quiet machine, s")
@@ -190,6 +191,7 @@ def main() -> None:
     if args.quick:
         args.sizes, args.distinct, args.queries, args.max_wait = "2000", 1500, 30, 0
     sizes = [int(s) for s in args.sizes.split(",")]
+    efs = [int(e) for e in args.efs.split(",")]
     load_start = load_text()
 
     t0 = time.perf_counter()
@@ -234,19 +236,21 @@ def main() -> None:
             for quantization, encoding in configs:
                 name = f"n{n}_{quantization}_{encoding}".replace(".", "_")
                 store, ingest, optimize = build(root, name, vectors, owners, quantization, encoding)
-                for oversampling in (1.0, 2.0, 4.0, 8.0) if quantization != "none" else (1.0,):
-                    for owner, label in ((0, "30%"), (small, "1%")):
-                        for kind, queries in query_sets.items():
-                            recall, p50, p95, worst = measure(
-                                store, vectors, owners, queries, owner, oversampling, truth[owner, kind]
-                            )
-                            row = dict(n=n, quantization=quantization, encoding=encoding, oversampling=oversampling,
-                                       tenant=label, kind=kind, recall=recall, p50=p50, p95=p95, score_err=worst,
-                                       ingest=ingest, optimize=optimize)
-                            rows.append(row)
-                            print(f"{n:>7} {quantization:>6} {encoding:>11} os{oversampling:<3g} {label:>3} {kind:>8}  "
-                                  f"recall@10 {recall:.3f}  p50 {p50:.2f} ms  p95 {p95:.2f} ms  "
-                                  f"max|score-cos| {worst:.1e}  optimize {optimize:.1f}s", flush=True)
+                for ef in efs:
+                    for oversampling in (1.0, 2.0, 4.0, 8.0) if quantization != "none" else (1.0,):
+                        for owner, label in ((0, "30%"), (small, "1%")):
+                            for kind, queries in query_sets.items():
+                                recall, p50, p95, worst = measure(
+                                    store, vectors, owners, queries, owner, oversampling, truth[owner, kind], ef
+                                )
+                                row = dict(n=n, quantization=quantization, encoding=encoding,
+                                           oversampling=oversampling, ef=ef, tenant=label, kind=kind, recall=recall,
+                                           p50=p50, p95=p95, score_err=worst, ingest=ingest, optimize=optimize)
+                                rows.append(row)
+                                print(f"{n:>7} {quantization:>6} {encoding:>11} os{oversampling:<3g} ef{ef:<4} "
+                                      f"{label:>3} {kind:>8}  recall@10 {recall:.3f}  p50 {p50:.2f} ms  "
+                                      f"p95 {p95:.2f} ms  max|score-cos| {worst:.1e}  optimize {optimize:.1f}s",
+                                      flush=True)
                 store.delete_col()
     finally:
         close_all_shards()
@@ -256,8 +260,8 @@ def main() -> None:
     # largest size) among those whose recall@10 is >= 0.95 for both tenants at every size.
     largest = max(sizes)
     table = []
-    for c in sorted({(r["quantization"], r["encoding"], r["oversampling"]) for r in rows}):
-        mine = [r for r in rows if (r["quantization"], r["encoding"], r["oversampling"]) == c]
+    for c in sorted({(r["quantization"], r["encoding"], r["oversampling"], r["ef"]) for r in rows}):
+        mine = [r for r in rows if (r["quantization"], r["encoding"], r["oversampling"], r["ef"]) == c]
         top = [r for r in mine if r["n"] == largest]
         table.append(dict(config=c, min_recall=min(r["recall"] for r in mine),
                           stmt=min(r["recall"] for r in mine if r["kind"] == "stmt"),
@@ -272,15 +276,15 @@ def main() -> None:
     print(f"load avg   {load_start} at start, {load_measure} when builds/measurements began, "
           f"{load_text()} at end (1 / 5 / 15 min)")
     print(f"params     sizes={sizes} distinct={args.distinct} queries={args.queries} noise={args.noise:.4f} "
-          f"seed={args.seed}; HNSW m=16 ef_construct=100, hnsw_ef=128, rescore on")
+          f"seed={args.seed}; HNSW m=16 ef_construct=100, hnsw_ef {efs}, rescore on")
     print("-" * 100)
     print("min recall@10 = the worst over both tenants and every size; stmt = held-out memory sentences as")
     print("queries, question = typed questions; latency = mean over tenants and query kinds at the largest size")
-    print(f"{'quantization':>12} {'query enc':>11} {'os':>3} {'min R stmt':>11} {'min R quest':>12} "
+    print(f"{'quantization':>12} {'query enc':>11} {'os':>3} {'ef':>4} {'min R stmt':>11} {'min R quest':>12} "
           f"{'p50 @' + str(largest):>12} {'p95 @' + str(largest):>12} {'optimize s':>11}  meets 0.95")
     for t in table:
-        q, e, o = t["config"]
-        print(f"{q:>12} {e:>11} {o:>3g} {t['stmt']:11.3f} {t['question']:12.3f} {t['p50']:12.2f} {t['p95']:12.2f} "
+        q, e, o, ef = t["config"]
+        print(f"{q:>12} {e:>11} {o:>3g} {ef:>4} {t['stmt']:11.3f} {t['question']:12.3f} {t['p50']:12.2f} {t['p95']:12.2f} "
               f"{t['optimize']:11.1f}  {'yes' if t['min_recall'] >= 0.95 else 'stmt only' if t['stmt'] >= 0.95 else 'no'}")
     print("-" * 100)
     for label, key in (("both query kinds", "min_recall"), ("statement queries only", "stmt")):

