@@ -652,18 +652,21 @@ def part_vectors(args: argparse.Namespace, root: Path) -> list[str]:
 
     owner = {"owner_id": "o0"}
     prod = f"production (os{cfg.oversampling:g}, ef{cfg.hnsw_ef})"
-    variants = [(f"{prod}, owner filter", params(), owner), (f"{prod}, no filter", params(), None)]
-    variants += [(f"os{o:g} ef{ef}", params(o, ef), owner)
+    # limit 40 = what MemoryService.search asks the store for (its fusion pool), of which the first
+    # 10 are compared with the exact top 10.
+    variants = [(f"{prod}, owner filter", params(), owner, 10), (f"{prod}, no filter", params(), None, 10),
+                (f"{prod}, top 10 of a top-40 request", params(), owner, 40)]
+    variants += [(f"os{o:g} ef{ef}", params(o, ef), owner, 10)
                  for o, ef in ((1, 128), (2, 128), (4, 128), (8, 128), (16, 128), (32, 256), (cfg.oversampling, 256))
                  if (o, ef) != (cfg.oversampling, cfg.hnsw_ef)]
     variants += [(f"quantization ignored, ef{ef} (float HNSW)",
-                  qe.SearchParams(hnsw_ef=ef, quantization=qe.QuantizationSearchParams(ignore=True)), owner)
+                  qe.SearchParams(hnsw_ef=ef, quantization=qe.QuantizationSearchParams(ignore=True)), owner, 10)
                  for ef in (128, 256)]
     exact = qe.SearchParams(exact=True, quantization=qe.QuantizationSearchParams(ignore=True))
 
-    def run(search_params: qe.SearchParams, flt: dict | None, q: np.ndarray) -> list[int]:
+    def run(search_params: qe.SearchParams, flt: dict | None, q: np.ndarray, limit: int = 10) -> list[int]:
         store._search_params = search_params  # the store's own params are the production ones
-        return [uuid.UUID(h.id).int - 1 for h in store.search("", q, top_k=10, filters=flt)]
+        return [uuid.UUID(h.id).int - 1 for h in store.search("", q, top_k=limit, filters=flt)[:10]]
 
     # Interleaved: each query runs every variant, in an order rotated with the query, so page-cache
     # warmth and load spikes hit all variants alike; warm-up queries go through every variant first.
@@ -671,15 +674,15 @@ def part_vectors(args: argparse.Namespace, root: Path) -> list[str]:
     for kind, qs in query_sets.items():
         warm, measured, truth_measured = qs[: args.warmup], qs[args.warmup:], truths[kind][args.warmup:]
         for q in warm:
-            for _label, sp, flt in variants:
-                run(sp, flt, q)
-        times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
-        hits: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+            for _label, sp, flt, limit in variants:
+                run(sp, flt, q, limit)
+        times: dict[str, list[float]] = {label: [] for label, *_ in variants}
+        hits: dict[str, list[float]] = {label: [] for label, *_ in variants}
         for i, q in enumerate(measured):
             for k in range(len(variants)):
-                label, sp, flt = variants[(i + k) % len(variants)]
+                label, sp, flt, limit = variants[(i + k) % len(variants)]
                 t = time.perf_counter_ns()
-                found = run(sp, flt, q)
+                found = run(sp, flt, q, limit)
                 times[label].append((time.perf_counter_ns() - t) / 1e6)
                 hits[label].append(len(set(found) & set(truth_measured[i].tolist())) / 10)
         exact_times, exact_hits = [], []
@@ -688,7 +691,7 @@ def part_vectors(args: argparse.Namespace, root: Path) -> list[str]:
             found = run(exact, owner, q)
             exact_times.append((time.perf_counter_ns() - t) / 1e6)
             exact_hits.append(len(set(found) & set(truth_measured[i].tolist())) / 10)
-        for label, _, _ in variants:
+        for label, *_ in variants:
             rows.append((label, kind, float(np.mean(hits[label])), summary(times[label])))
         rows.append(("exact float (brute force)", kind, float(np.mean(exact_hits)), summary(exact_times)))
         for label, k, recall, s in rows[-len(variants) - 1:]:
