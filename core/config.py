@@ -165,14 +165,23 @@ class Settings(BaseSettings):
         1_000_000, ge=1024, le=100_000_000, description="Largest request body accepted (413 above).")
     api_cors_origins: CommaList = Field(
         [], description="Browser origins allowed to call the API, comma-separated; none by default.")
+    api_learn_wait_seconds: float = Field(
+        20.0, ge=0, le=250,
+        description="How long an inferred add over the API waits for learning before answering PENDING (it goes on).")
     scripted_models: bool = Field(
         False, description="Offer scripted test models (test:echo, test:memory) for demos and end-to-end tests.")
+    local_model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="Which bundled offline model the id 'local' means: qwen2.5-coder-1.5b or qwen2.5-coder-0.5b.")
     local_model_path: Path | None = Field(
-        None, description="A GGUF file for the offline model; default: the bundled Qwen2.5-Coder-0.5B-Instruct."
+        None, description="A GGUF file for the offline model instead of the bundled one."
     )
     local_model_threads: int = Field(
         0, ge=0, le=256, description="llama.cpp threads; 0 = all cores for the prompt, half for generation.")
     local_model_context: int = Field(4096, ge=512, le=131072, description="llama.cpp context window (tokens).")
+    local_model_prompt_cache_mb: int = Field(
+        512, ge=0, le=65536,
+        description="RAM for reusing prompt prefixes across local-model requests (instructions, chat history); 0 = off.")
     # --- accounts and sessions (core.auth)
     session_minutes: int = Field(30, ge=1, le=24 * 60, description="Access token lifetime; renewed while in use.")
     max_sessions: int = Field(5, ge=1, le=100, description="Sessions per user; a new login ends the oldest.")

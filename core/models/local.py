@@ -103,6 +103,12 @@ LOCAL_PROFILE = ModelProfile(
     supports_audio_file_input=False,
     supports_video_input=False,
     supports_thinking=False,
+    # ChatML takes a system message anywhere, so the chat's per-turn note stays a system message
+    # (after the fixed instructions, which the prompt cache then reuses) instead of user text.
+    supports_inline_system_prompts=True,
+    # llama.cpp tokenizes the rendered prompt with special tokens on: a literal "<|im_start|>" typed
+    # by the user would open a real turn. pydantic-ai breaks such tokens in content with a joiner.
+    may_tokenize_special_tokens_in_content=True,
 )
 
 
@@ -132,8 +138,9 @@ class _Job:
 class _Engine:
     """A llama.cpp model and context for one GGUF, shared by every request in the process."""
 
-    def __init__(self, source: GGUFSource, *, threads: int, context: int) -> None:
+    def __init__(self, source: GGUFSource, *, threads: int, context: int, prompt_cache_bytes: int = 0) -> None:
         self.source = source
+        self.prompt_cache_bytes = prompt_cache_bytes
         cores = _available_cores()
         # Prompt processing is compute-bound and scales with cores; generating one token at a time
         # is memory-bound, and with passive OpenMP workers a second thread costs more in wake-ups
@@ -209,6 +216,13 @@ class _Engine:
             stop_token_ids=[eos_id],
         )
         llama.chat_handler = self._formatter.to_chat_handler()
+        if self.prompt_cache_bytes:
+            # Keep the model state after each completion, keyed by its tokens; a later prompt that
+            # starts the same way (the memory pipeline's fixed instructions, a chat's system prompt
+            # and history) resumes from the longest cached prefix instead of re-reading it. On two
+            # cores that is ~65 prompt tokens/s saved per token for the 1.5B model: an extraction
+            # with ~500 tokens of instructions drops from ~8 s to ~1.5 s after a chat in between.
+            llama.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=self.prompt_cache_bytes))
         self._llama = llama
 
     def close(self) -> None:
@@ -441,11 +455,12 @@ class LocalModel(Model):
         *,
         threads: int = 0,
         context: int = 4096,
+        prompt_cache_mb: int = 0,
         settings: ModelSettings | None = None,
         profile: ModelProfile | None = None,
     ) -> None:
         super().__init__(settings=settings, profile={**LOCAL_PROFILE, "context_window": context, **(profile or {})})
-        self._engine = _Engine(source, threads=threads, context=context)
+        self._engine = _Engine(source, threads=threads, context=context, prompt_cache_bytes=prompt_cache_mb << 20)
 
     __hash__ = object.__hash__
 
@@ -581,19 +596,23 @@ class LocalModel(Model):
                 # Only text is replayed: tool calls and thinking from other models would teach this
                 # one formats it cannot use; their results still arrive as user turns.
                 add("assistant", "".join(p.content for p in message.parts if isinstance(p, TextPart)))
+        # Instructions first: they are the same on every request of a kind, so llama.cpp's prompt
+        # cache can resume after them; system parts that vary (the chat's per-turn note) follow.
         instructions = self._get_instruction_parts(messages, params) or []
-        system.extend(part.content for part in instructions if part.content)
+        system = [part.content for part in instructions if part.content] + system
         head = [{"role": "system", "content": "\n\n".join(system)}] if system else []
         return head + turns
 
 
-def get_local_model(settings: Settings) -> LocalModel:
-    """The process-wide local model for these settings (one per GGUF, thread count and context size)."""
-    key = (gguf_source(settings), settings.local_model_threads, settings.local_model_context)
+def get_local_model(settings: Settings, *, bundled: str | None = None) -> LocalModel:
+    """The process-wide local model for these settings, or the bundled model ``bundled`` (one per
+    GGUF, thread count and context size)."""
+    key = (gguf_source(settings, bundled), settings.local_model_threads, settings.local_model_context,
+           settings.local_model_prompt_cache_mb)
     with _models_lock:
         model = _models.get(key)
         if model is None:
-            model = _models[key] = LocalModel(key[0], threads=key[1], context=key[2])
+            model = _models[key] = LocalModel(key[0], threads=key[1], context=key[2], prompt_cache_mb=key[3])
         return model
 
 
@@ -606,7 +625,7 @@ def close_local_model() -> None:
         model.close()
 
 
-_models: dict[tuple[GGUFSource, int, int], LocalModel] = {}
+_models: dict[tuple[GGUFSource, int, int, int], LocalModel] = {}
 _models_lock = threading.Lock()
 
 

