@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,13 +38,14 @@ def open_service(backend: str, root: Path) -> tuple[MemoryService, UserStore, Ca
     return service, UserStore(engine), close
 
 
-def scripted_model(extract: Callable[[str], dict] | list, decide: Callable[[dict], dict] | None = None,
+def scripted_model(extract: Callable[[str], list[str]] | list, decide: Callable[[list], list[str]] | None = None,
                    calls: list | None = None) -> FunctionModel:
-    """A FunctionModel answering the extraction and update agents with scripted JSON.
+    """A FunctionModel answering the pipeline's two agents, as a model would (tool-call output).
 
-    ``extract`` gets the user prompt text and returns ``{"memories": [...]}``; a list is used
-    as the sequence of raw argument strings to return (for malformed-output tests).
-    ``decide`` gets the parsed update prompt and returns ``{"decisions": [...]}``.
+    ``extract`` gets the extraction prompt and returns the list of fact strings; a list is used
+    as the sequence of raw JSON argument strings to return (for malformed-output tests).
+    ``decide`` gets the update question as ``[(new fact, [old facts shown]), ...]`` and returns
+    the verdicts ("new", "same 1", "replaces 2", "retracts 1").
     """
     log = calls if calls is not None else []
     raw = iter(extract) if isinstance(extract, list) else None
@@ -55,16 +57,27 @@ def scripted_model(extract: Callable[[str], dict] | list, decide: Callable[[dict
             for part in getattr(msg, "parts", []):
                 if getattr(part, "part_kind", "") == "user-prompt":
                     prompt = str(part.content)
-        is_extract = "memories" in tool.parameters_json_schema.get("properties", {})
+        is_extract = "facts" in tool.parameters_json_schema.get("properties", {})
         log.append("extract" if is_extract else "update")
         if is_extract:
-            args = next(raw) if raw is not None else json.dumps(extract(prompt))
+            args = next(raw) if raw is not None else json.dumps({"facts": extract(prompt)})
         else:
             assert decide is not None, "the update phase was not expected"
-            args = json.dumps(decide(json.loads(prompt)))
+            args = json.dumps({"verdicts": decide(decision_question(prompt))})
         return ModelResponse(parts=[ToolCallPart(tool_name=tool.name, args=args)])
 
     return FunctionModel(respond)
+
+
+def decision_question(prompt: str) -> list[tuple[str, list[str]]]:
+    """The update prompt as ``[(new fact, [old facts]), ...]``."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in prompt.splitlines():
+        if m := re.match(r"NEW \d+: (.*)", line):
+            blocks.append((m.group(1), []))
+        elif (m := re.match(r"\s+OLD \d+: (.*)", line)) and blocks:
+            blocks[-1][1].append(m.group(1))
+    return blocks
 
 
 def each(backends: tuple[str, ...] = ("edge", "server")) -> Iterator[str]:

@@ -1,81 +1,104 @@
-"""The two-phase memory pipeline (the Mem0 paper's extract → update).
+"""The two-phase memory pipeline (the Mem0 paper's extract → update), with guardrails in code.
 
-Phase 1, **extract**: one model call turns the newest exchange (with a few turns of context)
-into candidate memories — short third-person facts with a type, importance, confidence,
-entities, people, tags and an optional expiry.
+For one exchange:
 
-Phase 2, **update**: for all candidates at once, the top-s (s=5) most similar memories of the
-same scope are retrieved; exact and near duplicates (same hash, cosine ≥ 0.95) become NONE
-without asking anybody; the rest go to **one** model call that decides ADD, UPDATE (target +
-merged text), DELETE (target) or NONE per candidate. Existing memories are shown under small
-integer aliases; a decision naming an alias we did not show is rejected, never applied.
+0. **What the user said** (:mod:`core.memory.utterance`): the user's newest message is sorted
+   into statements, questions, requests, greetings, hypotheticals and the memory commands. No
+   statement and nothing to forget: nothing is learned and no model is called.
+1. **Extract** (one model call): the user's statements only (never the assistant's reply; at most
+   the question the user answers) go to the model, which returns up to six short facts in a
+   compact schema. Code then normalises them to third person, splits compounds, merges repeats
+   and drops any fact not **grounded** in the user's own words — so questions, greetings and the
+   assistant's statements never become memories, whatever the model wrote.
+2. **Update**: each fact's nearest memories in the same scope are fetched (one embedding each).
+   Duplicates are NONE. A memory may only be changed by a fact *about the same thing*
+   (:mod:`core.memory.matching`); with none, the fact is ADDed without a model. Changes code can
+   decide alone (a move, a new job, a death, "no longer …", a new number) are applied as such;
+   the rest go to **one** model call that answers "new" / "same N" / "replaces N" / "retracts N"
+   per fact, constrained to the memories shown. A fact the user marked as an addition ("my other
+   sister") never replaces anything.
 
-So a turn costs at most two model calls however many facts it holds (zero for phase 2 when
-nothing is left to decide). Malformed model output is retried with exponential backoff; if it
-still fails, :class:`ExtractionFailed` is raised and the caller parks the turn in the durable
-queue (``core.memory.queue``) for a later retry — nothing is lost.
+Fields (type, importance, people, entities, tags, expiry) are derived by code from each fact
+(:mod:`core.memory.facts`): an UPDATE takes the new fact's fields, never another memory's.
+Every UPDATE/DELETE event carries the memory as it was, for "was → now" and an exact undo.
+
+Runaway defence: the schemas bound the output (≤ 6 facts of ≤ 150 characters; one verdict per
+fact), ``max_tokens`` is sized to them and each phase has a deadline. A failed attempt (timeout,
+malformed or truncated output) is retried once; then :class:`ExtractionFailed` is raised and the
+caller's durable queue (``core.memory.queue``) takes the turn — the only durable retry.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import AgentRunError, ModelAPIError, UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models import Model
+from pydantic_ai.settings import ModelSettings
 
 from core.errors import ServiceError
-from core.memory.types import CandidateMemory, Decisions, Extraction, MemoryEvent, MemoryRecord, Scope
+from core.memory.facts import derive_fields, normalise_fact, people_in
+from core.memory.language import content_words, lower_words, numbers, same_stem
+from core.memory.matching import Link, about_same_thing, is_duplicate, rule_for, subject_problem
+from core.memory.types import (
+    MAX_CANDIDATES,
+    CandidateMemory,
+    ExtractedFacts,
+    MemoryEvent,
+    MemoryRecord,
+    Scope,
+    Verdicts,
+)
+from core.memory.utterance import Utterance, analyse, grounding_problem
 
 log = logging.getLogger(__name__)
 
 SIMILAR_PER_CANDIDATE = 5
-NEAR_DUPLICATE = 0.95
-CONTEXT_TURNS = 4
+TARGETS_SHOWN = 3
 MAX_TURN_CHARS = 4000
+EXTRACT_MAX_TOKENS = 60 * MAX_CANDIDATES + 20
+DECIDE_MAX_TOKENS = 8 * MAX_CANDIDATES + 16
+FORGET_COSINE = 0.55
 
 EXTRACT_INSTRUCTIONS = """\
-You maintain the long-term memory of a personal assistant. Read the newest exchange between the
-user and the assistant (earlier turns are given only as context) and list the durable facts worth
-remembering about the user: preferences, people in their life and how they relate, plans and
-commitments, facts about their life, work, health, possessions and circumstances, and notes they
-explicitly ask to keep.
+You write a personal assistant's long-term memory. From the user's message, list the lasting facts \
+about the user: preferences, people and pets in their life, where they live, work, study, health, \
+possessions, plans with dates, and anything they ask you to remember.
+Write each fact as a short third-person sentence without a subject, keeping names, numbers and \
+dates exactly as the user wrote them. One fact per item.
+Skip greetings, questions, requests, passing moods and anything not about the user's life.
+Examples:
+Message: I'm vegan and I live in Oslo.
+{"facts": ["Is vegan", "Lives in Oslo"]}
+Message: My brother Kai is a pilot in Rome and I have two cats.
+{"facts": ["Brother Kai is a pilot in Rome", "Has two cats"]}
+Message: I moved from Oslo to Madrid in May.
+{"facts": ["Lives in Madrid, moved from Oslo in May"]}
+Message: I'm so tired today.
+{"facts": []}"""
 
-Rules:
-- Only facts stated or clearly implied by the USER in the newest exchange. Nothing the assistant
-  merely suggested, nothing from the context turns alone, no general knowledge, no small talk.
-- Each memory is one short, self-contained sentence in the third person ("Prefers window seats",
-  "Sister Ana lives in Porto"), understandable without the conversation.
-- type: preference | fact | relationship | note | document | conversation.
-- importance 1 (trivia) to 5 (essential: health, safety, family, hard constraints).
-- confidence 0-1: how sure you are the user meant it.
-- people: names of people mentioned; entities: places, organisations, things; tags: 1-3 lowercase topics.
-- expires_at: an ISO date only if the fact stops being true at a known date (a trip, a deadline).
-- If the user corrects or retracts something, state the corrected fact (or the retraction) as a memory.
-- Return an empty list when there is nothing durable.
-"""
-
-UPDATE_INSTRUCTIONS = """\
-You keep a personal memory store consistent. You get NEW candidate memories (numbered by
-"candidate") and EXISTING memories (numbered by "alias"). For every candidate return exactly one
-decision:
-- ADD: the candidate is new information.
-- UPDATE: the candidate refines, corrects or extends an existing memory about the same thing.
-  Give target = that memory's alias and text = one merged sentence keeping what is still true.
-- DELETE: the candidate says an existing memory is no longer true and there is nothing to keep.
-  Give target = that memory's alias.
-- NONE: the candidate is already fully covered by an existing memory.
-Only use aliases from the EXISTING list. Keep reasons short.
-"""
+DECIDE_INSTRUCTIONS = """\
+You keep a personal memory up to date. Each NEW fact is listed with the OLD facts it may concern. \
+Give one verdict per NEW fact, in order:
+"new" - it adds information; the OLD facts stay true.
+"same N" - OLD fact N already says this.
+"replaces N" - OLD fact N is about the same thing but is no longer true (changed, corrected).
+"retracts N" - the NEW fact says OLD fact N is false or over, with nothing to replace it.
+Example:
+NEW 1: Lives in Madrid
+  OLD 1: Lives in Oslo
+NEW 2: Likes jazz
+  OLD 1: Likes classical music
+{"verdicts": ["replaces 1", "new"]}"""
 
 
 class ExtractionFailed(ServiceError):
@@ -93,22 +116,14 @@ class PipelineStore(Protocol):
     def similar_batch(self, scope: Scope, texts: Sequence[str], *, k: int) -> list[list[MemoryRecord]]:
         """For each text, the ``k`` most similar live memories of ``scope``; higher score = more similar (cosine)."""
 
-    def add_candidate(self, scope: Scope, candidate: CandidateMemory, *, source: str) -> MemoryRecord: ...
+    def add_candidate(self, scope: Scope, candidate: CandidateMemory, *, source: str) -> MemoryRecord:
+        """Store a new memory from a candidate, with the candidate's fields."""
 
-    def update_from_candidate(
-        self, scope: Scope, memory_id: str, text: str, candidate: CandidateMemory, *, source: str
-    ) -> MemoryRecord: ...
+    def replace_with_candidate(self, scope: Scope, memory_id: str, candidate: CandidateMemory, *,
+                               source: str) -> MemoryRecord:
+        """Give an existing memory the candidate's text and fields (an UPDATE in history)."""
 
     def delete(self, scope: Scope, memory_id: str, *, source: str = "pipeline") -> None: ...
-
-
-@dataclass
-class PipelineResult:
-    events: list[MemoryEvent] = field(default_factory=list)
-    model_calls: int = 0
-    candidates: list[CandidateMemory] = field(default_factory=list)
-    # Per phase ("extract", "update"): what the model runs used, for usage/cost accounting.
-    usage: dict[str, PhaseUsage] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,23 +138,29 @@ class PhaseUsage:
     ok: bool = False
 
 
+@dataclass
+class PipelineResult:
+    events: list[MemoryEvent] = field(default_factory=list)
+    model_calls: int = 0
+    candidates: list[CandidateMemory] = field(default_factory=list)
+    # Per phase ("extract", "update"): what the model runs used, for usage/cost accounting.
+    usage: dict[str, PhaseUsage] = field(default_factory=dict)
+    skipped: str | None = None  # why no model was asked at all
+
+    @property
+    def applied(self) -> list[MemoryEvent]:
+        return [e for e in self.events if e.applied and e.event != "NONE"]
+
+
 def text_hash(text: str) -> str:
     """The hash mem0 stores with a memory (md5 of its exact text)."""
     return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 - identity, not security
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.lower().split()).rstrip(".")
-
-
-def _turns_text(turns: Sequence[dict[str, str]]) -> str:
-    lines = []
-    for t in turns:
-        content = str(t.get("content", ""))
-        if len(content) > MAX_TURN_CHARS:
-            content = content[:MAX_TURN_CHARS] + " […]"
-        lines.append(f"{t.get('role', 'user')}: {content}")
-    return "\n".join(lines)
+@dataclass
+class _Pending:
+    candidate: CandidateMemory
+    links: list[tuple[MemoryRecord, Link]]
 
 
 class MemoryPipeline:
@@ -151,38 +172,42 @@ class MemoryPipeline:
         model: Model | str,
         *,
         similar_k: int = SIMILAR_PER_CANDIDATE,
-        near_duplicate: float = NEAR_DUPLICATE,
-        attempts: int = 3,
+        attempts: int = 2,
         backoff: float = 0.5,
+        extract_deadline: float = 60.0,
+        decide_deadline: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.store = store
         self.model = model
         self.similar_k = similar_k
-        self.near_duplicate = near_duplicate
         self.attempts = max(1, attempts)
         self.backoff = backoff
+        self.deadlines = {"extract": extract_deadline, "update": decide_deadline}
         self._sleep = sleep
         self._clock = clock or (lambda: datetime.now(UTC))
-        # retries=1: one in-run re-ask when the output fails validation, before our own backoff.
-        self._extractor = Agent(output_type=Extraction, instructions=EXTRACT_INSTRUCTIONS, retries=1)
-        self._updater = Agent(output_type=Decisions, instructions=UPDATE_INSTRUCTIONS, retries=1)
+        # retries=0: a malformed answer is a failed attempt of ours (one retry, then the queue).
+        self._extractor = Agent(output_type=ExtractedFacts, instructions=EXTRACT_INSTRUCTIONS, retries=0)
+        self._decider = Agent(output_type=Verdicts, instructions=DECIDE_INSTRUCTIONS, retries=0)
 
     # ------------------------------------------------------------------ model calls
-    def _ask(self, agent: Agent, prompt: str, result: PipelineResult, phase: str):
+    def _ask(self, agent: Agent, prompt: str, result: PipelineResult, phase: str, max_tokens: int):
         last: Exception | None = None
-        used = result.usage.setdefault("extract" if phase == "extraction" else "update", PhaseUsage())
+        used = result.usage.setdefault(phase, PhaseUsage())
+        settings = ModelSettings(max_tokens=max_tokens, temperature=0.0, request_timeout=self.deadlines[phase])
         for attempt in range(self.attempts):
             started = time.perf_counter()
             try:
-                run = agent.run_sync(prompt, model=self.model)
-            except (UnexpectedModelBehavior, ModelAPIError, UsageLimitExceeded, AgentRunError, TimeoutError, OSError) as exc:
+                run = agent.run_sync(prompt, model=self.model, model_settings=settings)
+            except (UnexpectedModelBehavior, ModelAPIError, UsageLimitExceeded, AgentRunError, TimeoutError,
+                    OSError) as exc:
                 used.latency_ms += (time.perf_counter() - started) * 1000
                 used.requests += 1
                 result.model_calls += 1
                 last = exc
-                log.warning("memory %s attempt %d/%d failed: %s", phase, attempt + 1, self.attempts, exc)
+                log.warning("memory %s attempt %d/%d failed: %s", phase, attempt + 1, self.attempts,
+                            type(exc).__name__)
                 if attempt + 1 < self.attempts:
                     self._sleep(self.backoff * (2**attempt))
                 continue
@@ -202,20 +227,50 @@ class MemoryPipeline:
                 used.provider = responses[-1].provider_name or system or used.provider
             return run.output
         failed = ExtractionFailed(
-            f"The memory {phase} step failed {self.attempts} times ({type(last).__name__}: {last}); "
+            f"The memory {phase} step failed {self.attempts} times ({type(last).__name__}); "
             "the turn is kept and will be retried."
         )
         failed.result = result
         raise failed from last
 
-    def extract(self, exchange: Sequence[dict[str, str]], context: Sequence[dict[str, str]], result: PipelineResult) -> list[CandidateMemory]:
-        today = self._clock().date().isoformat()
-        prompt = (
-            f"Today is {today}.\n\nContext turns (older):\n{_turns_text(context[-CONTEXT_TURNS:]) or '(none)'}\n\n"
-            f"Newest exchange:\n{_turns_text(exchange)}"
-        )
-        extraction: Extraction = self._ask(self._extractor, prompt, result, "extraction")
-        return extraction.memories
+    # ------------------------------------------------------------------ phase 1
+    def extract(self, utterance: Utterance, result: PipelineResult) -> list[str]:
+        """The model's candidate facts for the user's statements (raw, before any check)."""
+        message = " ".join(utterance.statements)[:MAX_TURN_CHARS]
+        prompt = f"Message: {message}"
+        if utterance.asked:
+            prompt = f"(The user is answering: {utterance.asked})\n{prompt}"
+        extracted: ExtractedFacts = self._ask(self._extractor, prompt, result, "extract", EXTRACT_MAX_TOKENS)
+        return list(extracted.facts)
+
+    def _candidates(self, raw: Sequence[str], utterance: Utterance, assistant: str, today: date,
+                    result: PipelineResult) -> list[CandidateMemory]:
+        """Normalise, merge repeats, check grounding and derive fields; refused ones become events."""
+        facts: list[str] = []
+        for text in raw:
+            facts.extend(normalise_fact(text))
+        unique: list[str] = []
+        for fact in facts:
+            same = next((i for i, kept in enumerate(unique) if _repeats(fact, kept)), None)
+            if same is None:
+                unique.append(fact)
+            elif len(fact) > len(unique[same]):
+                unique[same] = fact  # keep the fuller wording of a repeated fact
+        kept: list[CandidateMemory] = []
+        user_text = " ".join(utterance.statements)
+        people = frozenset(people_in(user_text))
+        for fact in unique[:MAX_CANDIDATES]:
+            problem = grounding_problem(fact, utterance, assistant) or subject_problem(fact, utterance.statements, people)
+            if problem is not None:
+                result.events.append(MemoryEvent("NONE", None, fact, applied=False, rejected=f"not stored: {problem}"))
+                continue
+            derived = derive_fields(fact, user_text, today=today, source_sentence=_source_of(fact, utterance))
+            kept.append(CandidateMemory(
+                text=derived.text, type=derived.type, importance=derived.importance,
+                confidence=derived.confidence, entities=list(derived.entities), people=list(derived.people),
+                tags=list(derived.tags), expires_at=derived.expires_at,
+            ))
+        return kept
 
     # ------------------------------------------------------------------ the turn
     def run(
@@ -227,9 +282,27 @@ class MemoryPipeline:
         source: str = "pipeline",
         default_expires_at: date | None = None,
     ) -> PipelineResult:
-        """Learn from one exchange. ``default_expires_at`` applies to facts the model gave no expiry."""
+        """Learn from one exchange (the user's message and the reply, with earlier turns as context).
+
+        ``default_expires_at`` applies to facts that get no expiry of their own.
+        """
         result = PipelineResult()
-        candidates = self.extract(exchange, context, result)
+        user = next((str(m.get("content", "")) for m in reversed(exchange) if m.get("role") == "user"), "")
+        assistant = " ".join(str(m.get("content", "")) for m in exchange if m.get("role") == "assistant")
+        before = next((str(m.get("content", "")) for m in reversed(context) if m.get("role") == "assistant"), "")
+        utterance = analyse(user[:MAX_TURN_CHARS], assistant_before=before)
+        if not utterance.informative:
+            result.skipped = "nothing stated: questions, requests, greetings or small talk only"
+            return result
+        touched: set[str] = set()
+        if utterance.retractions:
+            self._forget(scope, utterance, result, touched, source)
+        if not utterance.statements:
+            return result
+
+        today = self._clock().date()
+        raw = self.extract(utterance, result)
+        candidates = self._candidates(raw, utterance, assistant, today, result)
         if default_expires_at is not None:
             candidates = [c if c.expires_at else c.model_copy(update={"expires_at": default_expires_at})
                           for c in candidates]
@@ -237,122 +310,175 @@ class MemoryPipeline:
         if not candidates:
             return result
 
-        # Repeats inside the same exchange are NONE straight away.
-        unique: list[CandidateMemory] = []
-        seen: dict[str, CandidateMemory] = {}
-        for cand in candidates:
-            key = _normal(cand.text)
-            if key in seen:
-                result.events.append(MemoryEvent("NONE", None, cand.text, reason="repeated in the same exchange"))
-            else:
-                seen[key] = cand
-                unique.append(cand)
-
-        similar = self.store.similar_batch(scope, [c.text for c in unique], k=self.similar_k)
-        pending: list[tuple[CandidateMemory, list[MemoryRecord]]] = []
-        for cand, neighbours in zip(unique, similar, strict=True):
-            dup = next(
-                (
-                    m
-                    for m in neighbours
-                    if m.hash == text_hash(cand.text)
-                    or _normal(m.text) == _normal(cand.text)
-                    or (m.score is not None and m.score >= self.near_duplicate)
-                ),
-                None,
-            )
+        said = set(lower_words(user))
+        people = frozenset(people_in(user))
+        neighbours_of = self.store.similar_batch(scope, [c.text for c in candidates], k=self.similar_k)
+        linked: list[tuple[CandidateMemory, list[tuple[MemoryRecord, Link]]]] = []
+        for cand, neighbours in zip(candidates, neighbours_of, strict=True):
+            dup = next((m for m in neighbours if is_duplicate(cand.text, m.text, m.score)), None)
             if dup is not None:
                 result.events.append(MemoryEvent("NONE", dup.id, dup.text, reason="already remembered"))
-            else:
-                pending.append((cand, neighbours))
-        if not pending:
-            return result
+                continue
+            links = [(m, link) for m in neighbours
+                     if m.id not in touched
+                     and (link := about_same_thing(cand.text, m.text, cosine=m.score, said=said,
+                                                   people=people | {p.lower() for p in m.people}))]
+            linked.append((cand, links[:TARGETS_SHOWN]))
+        linked = self._one_change_per_memory(linked, result)
 
-        if not any(neighbours for _, neighbours in pending):
-            for cand, _ in pending:  # nothing similar exists: ADD is the only possible decision
-                record = self.store.add_candidate(scope, cand, source=source)
-                result.events.append(MemoryEvent("ADD", record.id, record.text, reason="new"))
-            return result
+        pending: list[_Pending] = []
+        for cand, links in linked:
+            links = [(m, link) for m, link in links if m.id not in touched]
+            if not links:
+                self._add(scope, cand, result, source, "new: nothing similar is remembered")
+                continue
+            decided = False
+            for memory, link in links:
+                rule = rule_for(cand.text, memory.text, link, additive=utterance.additive,
+                                correction=utterance.correction)
+                if rule is not None and memory.id not in touched:
+                    self._apply(scope, cand, rule, memory, f"{link.why}", result, touched, source)
+                    decided = True
+                    break
+            if not decided:
+                pending.append(_Pending(cand, links))
 
-        aliases: list[MemoryRecord] = []
-        alias_of: dict[str, int] = {}
-        for _, neighbours in pending:
-            for m in neighbours:
-                if m.id not in alias_of:
-                    alias_of[m.id] = len(aliases)
-                    aliases.append(m)
-        prompt = json.dumps(
-            {
-                "existing": [{"alias": i, "text": m.text, "type": m.type} for i, m in enumerate(aliases)],
-                "candidates": [
-                    {"candidate": i, "text": c.text, "type": c.type, "similar_aliases": [alias_of[m.id] for m in nb]}
-                    for i, (c, nb) in enumerate(pending)
-                ],
-            },
-            ensure_ascii=False,
-            indent=1,
-        )
-        decisions: Decisions = self._ask(self._updater, prompt, result, "update")
-        self._apply(scope, pending, aliases, decisions, result, source)
+        if pending:
+            self._decide(scope, pending, utterance, result, touched, source)
         return result
 
-    def _apply(
-        self,
-        scope: Scope,
-        pending: list[tuple[CandidateMemory, list[MemoryRecord]]],
-        aliases: list[MemoryRecord],
-        decisions: Decisions,
-        result: PipelineResult,
-        source: str,
-    ) -> None:
-        chosen: dict[int, Any] = {}
-        for d in decisions.decisions:
-            if 0 <= d.candidate < len(pending) and d.candidate not in chosen:
-                chosen[d.candidate] = d
-        touched: set[str] = set()
-        for index, (cand, _) in enumerate(pending):
-            d = chosen.get(index)
-            if d is None:  # the model skipped it: keep the fact rather than lose it
-                record = self.store.add_candidate(scope, cand, source=source)
-                result.events.append(MemoryEvent("ADD", record.id, record.text, reason="no decision returned; kept"))
+    @staticmethod
+    def _one_change_per_memory(linked: list[tuple[CandidateMemory, list[tuple[MemoryRecord, Link]]]],
+                               result: PipelineResult) -> list[tuple[CandidateMemory, list[tuple[MemoryRecord, Link]]]]:
+        """Several facts of one message about the same topic of one memory ("Married Maria" and
+        "Wife now"; "Is 35" and "Just had a birthday") describe one change: the fact closest to
+        the memory makes it, the others are part of it rather than separate memories."""
+        best: dict[str, tuple[tuple[int, int, int, float], int]] = {}
+        for index, (cand, links) in enumerate(linked):
+            for memory, link in links:
+                rank = _change_rank(cand.text, memory)
+                if link.strong and (memory.id not in best or rank > best[memory.id][0]):
+                    best[memory.id] = (rank, index)
+        kept = []
+        for index, (cand, links) in enumerate(linked):
+            owner = next((best[m.id][1] for m, link in links if link.strong and best[m.id][1] != index), None)
+            if owner is not None:
+                result.events.append(MemoryEvent("NONE", None, cand.text,
+                                                 reason=f"part of the same change as '{linked[owner][0].text}'"))
                 continue
-            if d.action == "ADD":
-                record = self.store.add_candidate(scope, cand, source=source)
-                result.events.append(MemoryEvent("ADD", record.id, record.text, reason=d.reason))
+            kept.append((cand, links))
+        return kept
+
+    # ------------------------------------------------------------------ phase 2
+    def _decide(self, scope: Scope, pending: list[_Pending], utterance: Utterance, result: PipelineResult,
+                touched: set[str], source: str) -> None:
+        lines = []
+        for i, item in enumerate(pending, start=1):
+            lines.append(f"NEW {i}: {item.candidate.text}")
+            lines.extend(f"  OLD {j}: {memory.text}" for j, (memory, _) in enumerate(item.links, start=1))
+        verdicts: Verdicts = self._ask(self._decider, "\n".join(lines), result, "update", DECIDE_MAX_TOKENS)
+        for i, item in enumerate(pending):
+            verdict = verdicts.verdicts[i] if i < len(verdicts.verdicts) else None
+            if verdict is None:  # the model skipped it: keep the fact rather than lose it
+                self._add(scope, item.candidate, result, source, "new: no verdict returned; kept")
                 continue
-            if d.action == "NONE":
-                target = aliases[d.target] if d.target is not None and 0 <= d.target < len(aliases) else None
-                result.events.append(
-                    MemoryEvent("NONE", target.id if target else None, cand.text, reason=d.reason, applied=True)
-                )
+            word, _, number = verdict.partition(" ")
+            if word == "new":
+                self._add(scope, item.candidate, result, source, "new: the model found it adds information")
                 continue
-            if d.target is None or not 0 <= d.target < len(aliases):
-                result.events.append(
-                    MemoryEvent(
-                        d.action, None, cand.text, reason=d.reason, applied=False,
-                        rejected=f"unknown alias {d.target!r}; only 0..{len(aliases) - 1} were shown",
-                    )
-                )
+            index = int(number) - 1
+            if not 0 <= index < len(item.links):
+                result.events.append(MemoryEvent(
+                    "NONE", None, item.candidate.text, applied=False,
+                    rejected=f"the model named OLD {number}, but only 1..{len(item.links)} were shown"))
+                self._add(scope, item.candidate, result, source, "new: the model's verdict was invalid; kept")
                 continue
-            target = aliases[d.target]
-            if target.id in touched:
-                result.events.append(
-                    MemoryEvent(d.action, target.id, cand.text, reason=d.reason, applied=False,
-                                rejected="memory already changed by another decision in this turn")
-                )
+            memory, link = item.links[index]
+            if word == "same":
+                result.events.append(MemoryEvent("NONE", memory.id, memory.text, reason="already remembered"))
                 continue
-            if d.action == "UPDATE":
-                merged = " ".join((d.text or "").split())
-                if not merged:
-                    result.events.append(
-                        MemoryEvent("UPDATE", target.id, cand.text, reason=d.reason, applied=False,
-                                    rejected="UPDATE without merged text")
-                    )
+            rule = "replace" if word == "replaces" else "retract"
+            if utterance.additive:
+                self._add(scope, item.candidate, result, source,
+                          "new: the user said it is an addition, so nothing is replaced")
+                continue
+            if memory.id in touched:
+                self._add(scope, item.candidate, result, source, "new: that memory already changed in this turn")
+                continue
+            self._apply(scope, item.candidate, rule, memory, f"{link.why}; the model judged it {word}", result,
+                        touched, source)
+
+    # ------------------------------------------------------------------ writes
+    def _add(self, scope: Scope, cand: CandidateMemory, result: PipelineResult, source: str, reason: str) -> None:
+        record = self.store.add_candidate(scope, cand, source=source)
+        result.events.append(MemoryEvent("ADD", record.id, record.text, reason=reason))
+
+    def _apply(self, scope: Scope, cand: CandidateMemory, rule: str, memory: MemoryRecord, why: str,
+               result: PipelineResult, touched: set[str], source: str) -> None:
+        touched.add(memory.id)
+        before = memory.as_dict()
+        before.pop("score", None)
+        if rule == "replace":
+            record = self.store.replace_with_candidate(scope, memory.id, cand, source=source)
+            result.events.append(MemoryEvent("UPDATE", record.id, record.text, memory.text,
+                                             reason=f"replaces: {why}", before=before))
+        else:
+            self.store.delete(scope, memory.id, source=source)
+            result.events.append(MemoryEvent("DELETE", memory.id, None, memory.text,
+                                             reason=f"no longer true: {why} ({cand.text})", before=before))
+
+    def _forget(self, scope: Scope, utterance: Utterance, result: PipelineResult, touched: set[str],
+                source: str) -> None:
+        """"Forget that …": delete the memories that say it, without a model."""
+        wanted = [fact for text in utterance.retractions for fact in normalise_fact(text)]
+        if not wanted:
+            return
+        said = set(lower_words(utterance.text))
+        for fact, neighbours in zip(wanted, self.store.similar_batch(scope, wanted, k=self.similar_k), strict=True):
+            words_wanted = set(content_words(fact))
+            for memory in neighbours:
+                if memory.id in touched:
                     continue
-                record = self.store.update_from_candidate(scope, target.id, merged, cand, source=source)
-                touched.add(target.id)
-                result.events.append(MemoryEvent("UPDATE", record.id, record.text, target.text, reason=d.reason))
-            else:  # DELETE
-                self.store.delete(scope, target.id, source=source)
-                touched.add(target.id)
-                result.events.append(MemoryEvent("DELETE", target.id, None, target.text, reason=d.reason))
+                link = about_same_thing(fact, memory.text, cosine=memory.score, said=said)
+                covers = words_wanted and all(
+                    any(same_stem(w, m) for m in content_words(memory.text)) for w in words_wanted)
+                if link is None or not (covers or (memory.score or 0) >= FORGET_COSINE):
+                    continue
+                touched.add(memory.id)
+                before = memory.as_dict()
+                before.pop("score", None)
+                self.store.delete(scope, memory.id, source=source)
+                result.events.append(MemoryEvent("DELETE", memory.id, None, memory.text,
+                                                 reason="you asked to forget this", before=before))
+
+
+_STATE_START = frozenset("is are has have lives works owns prefers likes loves eats speaks studies drives plays "
+                         "uses keeps".split())
+
+
+def _change_rank(fact: str, memory: MemoryRecord) -> tuple[int, int, int, float]:
+    """Which of several facts about one change should make it: a new number first ("Is 35" over
+    "Just had a birthday"), then a state over an event ("Is pescatarian" over "Started eating
+    fish"), then the fuller one, then the closer one."""
+    first = (lower_words(fact) or [""])[0]
+    new_number = int(bool(numbers(fact) - numbers(memory.text)))
+    return new_number, int(first in _STATE_START), len(content_words(fact)), memory.score or 0.0
+
+
+def _repeats(fact: str, kept: str) -> bool:
+    """The same fact twice in one answer ("Loves hiking" / "Really loves hiking")."""
+    a, b = set(content_words(fact)), set(content_words(kept))
+    if not a or not b:
+        return " ".join(lower_words(fact)) == " ".join(lower_words(kept))
+    return a <= b or b <= a
+
+
+def _source_of(fact: str, utterance: Utterance) -> str:
+    """The user's statement a fact most likely came from (for hedges and plan dates)."""
+    words_ = set(content_words(fact))
+    best, score = "", -1
+    for statement in utterance.statements:
+        overlap = sum(1 for w in content_words(statement) if any(same_stem(w, f) for f in words_))
+        if overlap > score:
+            best, score = statement, overlap
+    return best

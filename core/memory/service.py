@@ -307,7 +307,7 @@ class MemoryService:
             raise ValidationError("add_many takes a list of memories.", field="items")
         if not 1 <= batch_size <= 4096:
             raise ValidationError("batch_size must be between 1 and 4096.", field="batch_size")
-        prepared: list[tuple[str, dict[str, Any]]] = []
+        prepared: list[tuple[str, dict[str, Any], date | None]] = []
         for index, item in enumerate(items):
             try:
                 if isinstance(item, str):
@@ -326,59 +326,74 @@ class MemoryService:
                 raise ValidationError(f"Memory #{index}: {exc}", field=exc.field) from exc
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 raise ValidationError(f"Memory #{index}: {exc}") from exc
-            for key in ("user_id", "agent_id", "run_id"):
-                value = getattr(scope, key)
-                if value:
-                    meta[key] = value
-            meta["role"] = "user"
-            if item.expires_at is not None:
-                meta["expiration_date"] = item.expires_at.isoformat()
-            prepared.append((text, meta))
-
-        from mem0.utils.lemmatization import lemmatize_for_bm25
+            prepared.append((text, meta, item.expires_at))
 
         saved: list[MemoryRecord] = []
         for start in range(0, len(prepared), batch_size):
-            chunk = prepared[start:start + batch_size]
-            texts = [text for text, _ in chunk]
-            vectors = self._call(self._m.embedding_model.embed_batch, texts, "add")
-            if len(vectors) != len(texts):
-                raise StoreUnavailable("The embedder returned the wrong number of vectors; nothing in this batch was saved.")
-            now = _iso(self._clock())
-            ids = [str(uuid.uuid4()) for _ in chunk]
-            payloads = []
-            for text, meta in chunk:
-                payload = dict(meta)
-                payload.update(
-                    data=text,
-                    hash=hashlib.md5(text.encode()).hexdigest(),
-                    created_at=now,
-                    updated_at=now,
-                    text_lemmatized=lemmatize_for_bm25(text),
-                )
-                payloads.append(payload)
-            history = [
-                {"memory_id": mem_id, "old_memory": None, "new_memory": p["data"], "event": "ADD",
-                 "created_at": now, "updated_at": now, "role": "user"}
-                for mem_id, p in zip(ids, payloads, strict=True)
-            ]
-            with self._write_lock, attribution(scope, source):
-                try:
-                    self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
-                    self.history_store.batch_add_history(history)
-                except Exception as exc:
-                    # Keep store and history in step: take the batch's vectors back out.
-                    for mem_id in ids:
-                        try:
-                            self.store.delete(vector_id=mem_id)
-                        except Exception:  # noqa: BLE001 - best effort; the original error is raised
-                            pass
-                    raise StoreUnavailable(
-                        f"The memory store failed ({type(exc).__name__}: {exc}); {len(saved)} of {len(prepared)} "
-                        "memories were saved before it, the rest were not."
-                    ) from exc
-            saved.extend(_record(mem_id, p) for mem_id, p in zip(ids, payloads, strict=True))
+            try:
+                saved.extend(self._insert(scope, prepared[start:start + batch_size], source=source))
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(
+                    f"{exc.message} {len(saved)} of {len(prepared)} memories were saved before it, the rest were not."
+                ) from exc
         return saved
+
+    def _insert(
+        self,
+        scope: Scope,
+        items: Sequence[tuple[str, dict[str, Any], date | str | None]],
+        *,
+        source: str,
+        ids: Sequence[str] | None = None,
+        created_at: str | None = None,
+    ) -> list[MemoryRecord]:
+        """Write memories straight to the vector store with their ADD history rows, exactly as
+        ``mem0.Memory.add(infer=False)`` would, but in one embedding call and one insert. All or
+        nothing: if the store or history fails, the points are taken back out."""
+        from mem0.utils.lemmatization import lemmatize_for_bm25
+
+        texts = [text for text, _, _ in items]
+        vectors = self._call(self._m.embedding_model.embed_batch, texts, "add")
+        if len(vectors) != len(texts):
+            raise StoreUnavailable("The embedder returned the wrong number of vectors; nothing was saved.")
+        now = _iso(self._clock())
+        ids = list(ids) if ids is not None else [str(uuid.uuid4()) for _ in items]
+        payloads = []
+        for text, meta, expires in items:
+            payload = dict(meta)
+            for key in ("user_id", "agent_id", "run_id"):
+                value = getattr(scope, key)
+                if value:
+                    payload[key] = value
+            payload["role"] = "user"
+            if expires:
+                payload["expiration_date"] = expires.isoformat() if isinstance(expires, date) else str(expires)
+            payload.update(
+                data=text,
+                hash=hashlib.md5(text.encode()).hexdigest(),
+                created_at=created_at or now,
+                updated_at=now,
+                text_lemmatized=lemmatize_for_bm25(text),
+            )
+            payloads.append(payload)
+        history = [
+            {"memory_id": mem_id, "old_memory": None, "new_memory": p["data"], "event": "ADD",
+             "created_at": p["created_at"], "updated_at": now, "role": "user"}
+            for mem_id, p in zip(ids, payloads, strict=True)
+        ]
+        with self._write_lock, attribution(scope, source):
+            try:
+                self.store.insert(vectors=vectors, ids=ids, payloads=payloads)
+                self.history_store.batch_add_history(history)
+            except Exception as exc:
+                # Keep store and history in step: take the points back out.
+                for mem_id in ids:
+                    try:
+                        self.store.delete(vector_id=mem_id)
+                    except Exception:  # noqa: BLE001 - best effort; the original error is raised
+                        pass
+                raise StoreUnavailable(f"The memory store failed ({type(exc).__name__}).") from exc
+        return [_record(mem_id, p) for mem_id, p in zip(ids, payloads, strict=True)]
 
     def add_candidate(self, scope: Scope, candidate: CandidateMemory, *, source: str = "pipeline") -> MemoryRecord:
         return self.add(
@@ -425,16 +440,15 @@ class MemoryService:
             self._call(self._m.update, current.id, **kwargs)
         return self._owned(owner_id, current.id)
 
-    def update_from_candidate(
-        self, scope: Scope, memory_id: str, text: str, candidate: CandidateMemory, *, source: str = "pipeline"
-    ) -> MemoryRecord:
-        current = self._owned(scope.owner_id, memory_id)
+    def replace_with_candidate(self, scope: Scope, memory_id: str, candidate: CandidateMemory, *,
+                               source: str = "pipeline") -> MemoryRecord:
+        """The memory now says what the candidate says, with the candidate's fields only: nothing
+        of the old memory (its tags, people, expiry) is carried into the new fact."""
+        self._owned(scope.owner_id, memory_id)
         return self.update(
-            scope.owner_id, memory_id, text=text, type=candidate.type,
-            importance=max(current.importance, candidate.importance), confidence=candidate.confidence,
-            entities=[*current.entities, *candidate.entities], people=[*current.people, *candidate.people],
-            tags=[*current.tags, *candidate.tags],
-            expires_at=candidate.expires_at if candidate.expires_at else ..., source=source,
+            scope.owner_id, memory_id, text=candidate.text, type=candidate.type, importance=candidate.importance,
+            confidence=candidate.confidence, entities=candidate.entities, people=candidate.people,
+            tags=candidate.tags, expires_at=candidate.expires_at, source=source,
         )
 
     def delete(self, scope_or_owner: Scope | str, memory_id: str, *, source: str = "ui") -> None:
@@ -525,22 +539,72 @@ class MemoryService:
         return self.update(owner_id, memory_id, text=text, source=source)
 
     def undo(self, owner_id: str, event: MemoryEvent, *, source: str = "ui") -> MemoryRecord | None:
-        """Take back one applied event: an ADD is deleted, an UPDATE goes back to the previous text,
-        a DELETE is restored. Returns the memory as it is afterwards (None after undoing an ADD)."""
-        if not event.applied or event.event == "NONE" or not event.memory_id:
+        """Take back one applied event exactly: an ADD is deleted, an UPDATE gets its previous text
+        and fields back, a DELETE is restored under its own id with everything it had. Returns the
+        memory as it is afterwards (None after undoing an ADD).
+
+        Refused (:class:`ValidationError`) when the memory changed since the event, so an undo
+        never throws away a later edit.
+        """
+        if not event.undoable:
             raise ValidationError("There is nothing to undo for this event.")
         if event.event == "ADD":
-            self.delete(owner_id, event.memory_id, source=source)
+            current = self._owned(owner_id, event.memory_id)
+            if current.text != event.text:
+                raise ValidationError("This memory was edited since it was learned; delete it on the Memories page.")
+            self.delete(owner_id, current.id, source=source)
             return None
-        entries = self.history(owner_id, event.memory_id)  # NotFound for another owner's id
+        before = event.before
         if event.event == "UPDATE":
-            target = next((e for e in reversed(entries) if e.event != "DELETE" and e.new_memory == event.previous_text),
-                          None)
+            current = self._owned(owner_id, event.memory_id)
+            if current.text != event.text:
+                raise ValidationError("This change can no longer be undone (the memory changed since).")
+            if before is None:  # an event recorded before snapshots existed: text only
+                if not event.previous_text:
+                    raise ValidationError("This change can no longer be undone.")
+                return self.update(owner_id, current.id, text=event.previous_text, source=source)
+            return self.update(
+                owner_id, current.id, text=before["memory"], type=before["type"], importance=before["importance"],
+                confidence=before["confidence"], entities=before["entities"], people=before["people"],
+                tags=before["tags"], expires_at=before.get("expires_at"), metadata=before.get("metadata") or {},
+                source=source,
+            )
+        # DELETE
+        try:
+            self._owned(owner_id, event.memory_id)
+        except NotFound:
+            pass
         else:
+            raise ValidationError("This memory is already back.")
+        if before is None:
+            entries = self.history(owner_id, event.memory_id)
             target = next((e for e in reversed(entries) if e.event == "DELETE"), None)
-        if target is None:
-            raise ValidationError("This change can no longer be undone (the memory changed since).")
-        return self.revert(owner_id, event.memory_id, target.id, source=source)
+            if target is None:
+                raise ValidationError("This change can no longer be undone.")
+            return self.revert(owner_id, event.memory_id, target.id, source=source)
+        return self.restore(owner_id, before, source=source)
+
+    def restore(self, owner_id: str, snapshot: dict[str, Any], *, source: str = "ui") -> MemoryRecord:
+        """Bring a deleted memory back under its own id, with the text and fields of ``snapshot``
+        (a ``MemoryRecord.as_dict()``); history records it as an ADD."""
+        memory_id = str(snapshot.get("id") or "")
+        if not _ID_RE.match(memory_id):
+            raise ValidationError("That memory cannot be restored (no id).")
+        history = self.history_store.for_memory(memory_id)
+        if any(e.owner_id not in (None, owner_id) for e in history):
+            raise NotFound("No such memory.")
+        scope = Scope(owner_id, snapshot.get("user_id") or owner_id, snapshot.get("agent_id"), snapshot.get("run_id"))
+        text = " ".join(validate_text(snapshot.get("memory") or "", limit=MAX_MEMORY_CHARS).split())
+        meta = self._metadata(
+            owner_id=owner_id, type=snapshot.get("type") or "note", importance=int(snapshot.get("importance") or 3),
+            confidence=float(snapshot.get("confidence") if snapshot.get("confidence") is not None else 1.0),
+            entities=snapshot.get("entities"), people=snapshot.get("people"), tags=snapshot.get("tags"),
+            source=source, extra=snapshot.get("metadata") or {},
+        )
+        expires = snapshot.get("expires_at")
+        record = self._insert(scope, [(text, meta, expires)], source=source, ids=[memory_id],
+                              created_at=snapshot.get("created_at"))[0]
+        return record
 
     # ------------------------------------------------------------------ search
     def similar_batch(self, scope: Scope, texts: Sequence[str], *, k: int) -> list[list[MemoryRecord]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 MemoryType = Literal["conversation", "note", "document", "preference", "fact", "relationship"]
 MEMORY_TYPES: tuple[str, ...] = ("conversation", "note", "document", "preference", "fact", "relationship")
@@ -123,29 +123,34 @@ class NewMemory(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class Extraction(BaseModel):
-    """Phase 1 output: candidate memories (possibly none)."""
-
-    memories: list[CandidateMemory] = Field(default_factory=list, max_length=50)
-
-
-class Decision(BaseModel):
-    """Phase 2 output for one candidate."""
-
-    candidate: int = Field(ge=0, description="Index of the candidate this decision is about.")
-    action: EventKind
-    target: int | None = Field(None, description="Alias of the existing memory for UPDATE or DELETE.")
-    text: str | None = Field(None, max_length=500, description="For UPDATE: the merged memory text.")
-    reason: str = Field("", max_length=300)
+MAX_CANDIDATES = 6
+"""At most this many facts are learned from one exchange; the output schema says so too."""
+MAX_FACT_CHARS = 150
+VERDICT_PATTERN = r"^(new|(same|replaces|retracts) [1-9])$"
 
 
-class Decisions(BaseModel):
-    decisions: list[Decision] = Field(default_factory=list)
+# Phase 1 output, compact on purpose: the model writes only the facts; code derives the rest.
+# The bounds are part of the JSON schema, so a grammar-constrained local model cannot loop: at
+# most MAX_CANDIDATES facts of at most MAX_FACT_CHARS characters. (No docstrings on these two:
+# pydantic would put them in the schema, and the schema goes into the model's prompt.)
+class ExtractedFacts(BaseModel):
+    facts: list[Annotated[str, StringConstraints(max_length=MAX_FACT_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_CANDIDATES)
+
+
+# Phase 2 output: one verdict per NEW fact, in order ("new", "same 1", "replaces 2", "retracts 1").
+class Verdicts(BaseModel):
+    verdicts: list[Annotated[str, StringConstraints(pattern=VERDICT_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_CANDIDATES)
 
 
 @dataclass(frozen=True, slots=True)
 class MemoryEvent:
-    """What happened to long-term memory because of one candidate (or one manual operation)."""
+    """What happened to long-term memory because of one candidate (or one manual operation).
+
+    For UPDATE and DELETE, ``before`` is the memory as it was (``MemoryRecord.as_dict()``), so
+    the change can be shown as "was → now" and undone exactly. ``undone`` is set once it was.
+    """
 
     event: EventKind
     memory_id: str | None
@@ -153,7 +158,9 @@ class MemoryEvent:
     previous_text: str | None = None
     reason: str = ""
     applied: bool = True
-    rejected: str | None = None  # why a model decision was refused (never applied)
+    rejected: str | None = None  # why a candidate or a model decision was refused (never applied)
+    before: dict[str, Any] | None = None
+    undone: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -164,8 +171,14 @@ class MemoryEvent:
             "reason": self.reason,
             "applied": self.applied,
             "rejected": self.rejected,
+            "before": self.before,
+            "undone": self.undone,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemoryEvent:
         return cls(**{k: data.get(k) for k in cls.__slots__ if k in data})
+
+    @property
+    def undoable(self) -> bool:
+        return self.applied and not self.undone and self.event in ("ADD", "UPDATE", "DELETE") and bool(self.memory_id)

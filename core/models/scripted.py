@@ -5,19 +5,18 @@ streaming, persistence, the two-phase pipeline, the queue — is the real code. 
 default; the model picker labels them plainly.
 
 * ``test:echo`` answers "You said: …" in a few streamed pieces;
-* ``test:memory`` (as ``OPTIMUS_MEMORY_MODEL``) extracts the user's latest message as one fact
-  when it starts with "Remember", and decides ADD for every new candidate.
+* ``test:memory`` (as ``OPTIMUS_MEMORY_MODEL``) extracts each statement the pipeline shows it as
+  one fact, and answers "new" to every update question.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-_NEWEST = re.compile(r"Newest exchange:\s*\nuser:\s*(.+)", re.IGNORECASE)
+_MESSAGE = re.compile(r"^Message:\s*(.+)$", re.MULTILINE)
 
 
 def _last_user_text(messages: list[ModelMessage]) -> str:
@@ -44,19 +43,12 @@ def memory_model() -> FunctionModel:
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         tool = info.output_tools[0]
         prompt = _last_user_text(messages)
-        if "memories" in tool.parameters_json_schema.get("properties", {}):
-            found = _NEWEST.search(prompt)
-            said = found.group(1).strip() if found else ""
-            memories = []
-            if said.lower().startswith("remember"):
-                fact = re.sub(r"^remember( that)?[:,]?\s*", "", said, flags=re.IGNORECASE).strip().rstrip(".")
-                if fact:
-                    memories.append({"text": fact[0].upper() + fact[1:], "type": "fact", "importance": 3,
-                                     "confidence": 0.9})
-            args = {"memories": memories}
+        if "facts" in tool.parameters_json_schema.get("properties", {}):
+            found = _MESSAGE.search(prompt)
+            said = found.group(1).strip().rstrip(".!") if found else ""
+            args = {"facts": [said] if said else []}
         else:
-            data = json.loads(prompt)
-            args = {"decisions": [{"candidate": c["candidate"], "action": "ADD"} for c in data["candidates"]]}
+            args = {"verdicts": ["new"] * len(re.findall(r"^NEW \d+:", prompt, re.MULTILINE))}
         return ModelResponse(parts=[ToolCallPart(tool_name=tool.name, args=args)])
 
     return FunctionModel(respond, model_name="memory")
