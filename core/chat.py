@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UsageLimitExceeded,
 )
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, UserPromptPart
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, SystemPromptPart, TextPart, UserPromptPart
 from pydantic_ai.models import Model
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.toolsets import FunctionToolset
@@ -56,9 +55,9 @@ from core.errors import (
     ProviderUnavailable,
     ValidationError,
 )
-from core.memory.pipeline import ExtractionFailed, MemoryPipeline, PipelineResult
-from core.memory.queue import ExtractionJob, ExtractionQueue
 from core.memory.service import MemoryFilters, MemoryService
+from core.memory.facts import as_note
+from core.memory.learning import LearningService
 from core.memory.types import MEMORY_TYPES, MemoryEvent, MemoryRecord, Scope
 from core.metrics import METRICS, Metrics
 from core.preferences import Preferences, PreferenceStore
@@ -68,24 +67,44 @@ from core.usage import UsageStore, price
 log = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
-You are Optimus, a helpful assistant with a long-term memory of the person you talk with.
-Answer the person's latest message directly and concisely, in their language.
-Use what you remember when it is relevant; never invent memories, and say so when you do not know.
-Today is {today}.
+You are Optimus, a friendly assistant with a long-term memory. You talk with one person, the user.
+Reply to the user's last message directly, in their language.
+When the user tells you something about themselves, acknowledge it in your own words; never repeat \
+their message back and never recite these instructions.
+Use the notes about the user when they are relevant; never invent facts about the user, and say so \
+when you do not know.
 """
+
+LOCAL_STYLE = """\
+Keep replies to one to three sentences unless the user asks for more.
+Example:
+User: I just adopted a cat named Miso.
+Assistant: Congratulations on adopting Miso! How is she settling in?
+"""
+"""Added for the small offline model, which otherwise echoes the user (measured in bench/local_models.py)."""
 
 LOCAL_MAX_REPLY_TOKENS = 768
 LOCAL_TIMEOUT = 180.0
 
-MEMORY_BLOCK = """\
-What you remember about this person (most relevant first; may be outdated):
-{memories}
-"""
+NOTES = """\
+Today is {today}.
+Notes about the user from earlier conversations (may be outdated):
+{memories}"""
 
 TOOLS_HINT = """\
 You can search, add, correct and delete memories with your tools. Save durable facts the person
 asks you to remember; correct or forget memories when they tell you something changed.
 """
+
+
+def notes_for(recalled: list[MemoryRecord], today: str) -> str:
+    """The per-turn note that goes just before the user's message: the date and what is recalled.
+
+    It is kept out of the fixed instructions on purpose: a prompt that starts the same way every
+    turn lets the local model reuse the work it did for the conversation so far.
+    """
+    lines = "\n".join(f"- {as_note(m.text)}" for m in recalled) or "- (nothing relevant yet)"
+    return NOTES.format(today=today, memories=lines)
 
 
 @dataclass
@@ -97,6 +116,8 @@ class ChatDeps:
     conversation_id: str
     recalled: list[MemoryRecord] = field(default_factory=list)
     tool_events: list[MemoryEvent] = field(default_factory=list)
+    local: bool = False  # the offline model: shorter answers, no tools
+    tools: bool = False
 
 
 # ------------------------------------------------------------------ tools
@@ -183,11 +204,10 @@ def memory_toolset() -> FunctionToolset[ChatDeps]:
 
 
 def _instructions(ctx: RunContext[ChatDeps]) -> str:
-    text = INSTRUCTIONS.format(today=datetime.now(UTC).date().isoformat())
-    if ctx.deps.recalled:
-        lines = "\n".join(f"- {m.text}" for m in ctx.deps.recalled)
-        text += "\n" + MEMORY_BLOCK.format(memories=lines)
-    return text
+    """Fixed per kind of model (never per turn), so a local model can reuse the prompt prefix."""
+    if ctx.deps.local:
+        return INSTRUCTIONS + LOCAL_STYLE
+    return INSTRUCTIONS + TOOLS_HINT if ctx.deps.tools else INSTRUCTIONS
 
 
 def build_agent() -> Agent[ChatDeps, str]:
@@ -277,28 +297,22 @@ class ChatService:
         settings: Settings,
         conversations: ConversationStore,
         memory: Callable[[], MemoryService] | MemoryService,
-        queue: ExtractionQueue,
+        learning: LearningService,
         usage: UsageStore,
         registry: ModelRegistry,
-        memory_model: Model | str | None = None,
-        on_enqueued: Callable[[], None] | None = None,
         metrics: Metrics = METRICS,
         preferences: PreferenceStore | None = None,
     ) -> None:
         self.settings = settings
         self.conversations = conversations
         self._memory = memory
-        self.queue = queue
+        self.learning = learning
         self.usage = usage
         self.registry = registry
-        self._memory_model = memory_model
-        self._on_enqueued = on_enqueued
         self.metrics = metrics
         self.preferences = preferences
         self.agent = build_agent()
         self._toolset = memory_toolset()
-        self._pipeline_lock = threading.Lock()
-        self._pipelines: dict[int, MemoryPipeline] = {}
 
     @property
     def memory(self) -> MemoryService:
@@ -313,13 +327,15 @@ class ChatService:
         choice = self.registry.choice(model_id)
         return self.registry.build(choice.id), choice.id, choice.tools
 
-    def _history(self, turns: list[Message]) -> list[ModelMessage]:
+    def _history(self, turns: list[Message], note: str) -> list[ModelMessage]:
+        """Earlier turns, then this turn's note (date and recalled memories) just before the new message."""
         history: list[ModelMessage] = []
         for m in turns:
             if m.role == "user":
                 history.append(ModelRequest(parts=[UserPromptPart(m.content)]))
             elif m.role == "assistant":
                 history.append(ModelResponse(parts=[TextPart(m.content)], model_name=m.model))
+        history.append(ModelRequest(parts=[SystemPromptPart(note)]))
         return history
 
     def _check_budget(self, user_id: str) -> Decimal | None:
@@ -386,16 +402,18 @@ class ChatService:
             model_ref = prefs.default_model if prefs.default_model in available else None
         model, model_id, tools = self._resolve(model_ref)
         provider, _, model_name = model_id.partition(":")
+        is_local = provider == LOCAL_MODEL_ID
         if model_id == LOCAL_MODEL_ID:
             provider, model_name = "local", LOCAL_MODEL_ID
         context = self.conversations.context(conv_id, self.settings.context_turns + 1, user_id=scope.owner_id)
         prior = [m for m in context if m.id < user_msg.id][-self.settings.context_turns:]
         result.recalled = self.recall(scope, user_msg.content, top_k=prefs.recall_top_k)
-        deps = ChatDeps(scope=scope, memory=self.memory, conversation_id=conv_id, recalled=result.recalled)
+        deps = ChatDeps(scope=scope, memory=self.memory, conversation_id=conv_id, recalled=result.recalled,
+                        local=is_local, tools=tools)
         limits = UsageLimits(request_limit=8, cost_limit=remaining) if remaining is not None else UsageLimits(
             request_limit=8)
         settings = ModelSettings(request_timeout=self.settings.model_timeout)
-        if model_id == LOCAL_MODEL_ID:
+        if is_local:
             # A 0.5B model on a CPU: bound the reply and give it the time that takes (~30 tokens/s,
             # plus prompt processing at ~130 tokens/s for a long history).
             settings = ModelSettings(max_tokens=LOCAL_MAX_REPLY_TOKENS,
@@ -405,7 +423,7 @@ class ChatService:
         try:
             with self.agent.run_stream_sync(
                 user_msg.content,
-                message_history=self._history(prior),
+                message_history=self._history(prior, notes_for(result.recalled, datetime.now(UTC).date().isoformat())),
                 deps=deps,
                 model=model,
                 model_settings=settings,
@@ -494,62 +512,47 @@ class ChatService:
                     {"role": "assistant", "content": reply_text}]
         context = [{"role": m.role, "content": m.content} for m in prior[-6:]]
         try:
-            result.job_id = self.queue.enqueue(scope, exchange, context, conversation_id=conv_id,
-                                               message_id=result.reply.id)
+            result.job_id = self.learning.enqueue(scope, exchange, context, conversation_id=conv_id,
+                                                  message_id=result.reply.id)
         except Exception as exc:  # noqa: BLE001 - the reply is stored; learning from it can wait
-            log.error("could not queue memory extraction for message %s: %s", result.reply.id, exc)
-        if self._on_enqueued:
-            self._on_enqueued()
-
-    # -- learning, in the worker
-    def _pipeline(self) -> MemoryPipeline:
-        model = self._memory_model or self.settings.memory_model
-        if model is None:
-            model = self.registry.build(self.registry.default_model_id())
-        elif isinstance(model, str):
-            model = self.registry.build(model)
-        key = id(model)
-        with self._pipeline_lock:
-            if key not in self._pipelines:
-                self._pipelines = {key: MemoryPipeline(self.memory, model)}
-            return self._pipelines[key]
-
-    def process_job(self, job: ExtractionJob) -> list[MemoryEvent]:
-        """Run the two-phase pipeline for one queued exchange (the worker's callback)."""
-        ttl = self.prefs(job.scope.owner_id).memory_ttl_days
-        expires = (datetime.now(UTC) + timedelta(days=ttl)).date() if ttl else None
-        try:
-            outcome = self._pipeline().run(job.scope, job.exchange, job.context, default_expires_at=expires)
-        except ExtractionFailed as exc:
-            if exc.result is not None:
-                self._record_pipeline_usage(job, exc.result)
-            raise
-        self._record_pipeline_usage(job, outcome)
-        self._count_events(outcome.events, "pipeline")
-        return outcome.events
-
-    def _record_pipeline_usage(self, job: ExtractionJob, outcome: PipelineResult) -> None:
-        for purpose, used in outcome.usage.items():
-            cost = used.cost_usd if used.cost_usd is not None else price(
-                used.provider, used.model, used.input_tokens, used.output_tokens)
-            self.metrics.model_run(provider=used.provider, model=used.model, purpose=purpose,
-                                   seconds=used.latency_ms / 1000, status="ok" if used.ok else "error",
-                                   input_tokens=used.input_tokens, output_tokens=used.output_tokens, cost_usd=cost)
-            try:
-                self.usage.record(user_id=job.scope.owner_id, conversation_id=job.conversation_id,
-                                  purpose=purpose, provider=used.provider, model=used.model, requests=used.requests,
-                                  input_tokens=used.input_tokens, output_tokens=used.output_tokens, cost_usd=cost,
-                                  latency_ms=used.latency_ms, status="ok" if used.ok else "error")
-            except Exception as exc:  # noqa: BLE001 - accounting must not undo learned memories
-                log.error("could not record memory usage for job %s: %s", job.id, exc)
+            log.error("could not queue memory extraction for message %s: %s", result.reply.id, type(exc).__name__)
 
     def turn_events(self, user_id: str, reply_id: int) -> list[MemoryEvent] | None:
         """What memory learned from the turn ending with ``reply_id``; None while still pending."""
-        job = self.queue.for_message(user_id, reply_id)
+        job = self.learning.queue.for_message(user_id, reply_id)
         if job is None or job.events is None:
             return None
         return job.events
 
     def turn_status(self, user_id: str, reply_id: int) -> str | None:
-        job = self.queue.for_message(user_id, reply_id)
+        job = self.learning.queue.for_message(user_id, reply_id)
         return None if job is None else job.status
+
+    def undo_change(self, user_id: str, reply_id: int, origin: Literal["tool", "learned"], index: int) -> MemoryEvent:
+        """Undo one memory change shown with a reply, exactly, and remember that it was undone.
+
+        ``origin`` says whether the change was made by the assistant's tools during the reply or
+        learned afterwards; ``index`` is its position in that list. Returns the event as it was.
+        """
+        reply = self.conversations.message(user_id, reply_id)
+        if origin == "tool":
+            details = dict(reply.details or {})
+            events = list(details.get("tool_events") or [])
+            if not 0 <= index < len(events):
+                raise NotFound("No such memory change.")
+            event = MemoryEvent.from_dict(events[index])
+            self.memory.undo(user_id, event)
+            events[index] = {**events[index], "undone": True}
+            details["tool_events"] = events
+            self.conversations.update_details(user_id, reply_id, details)
+        else:
+            job = self.learning.queue.for_message(user_id, reply_id)
+            if job is None or job.events is None or not 0 <= index < len(job.events):
+                raise NotFound("No such memory change.")
+            event = job.events[index]
+            if event.undone:
+                raise ValidationError("This change was already undone.")
+            self.memory.undo(user_id, event)
+            self.learning.queue.mark_undone(user_id, job.id, index)
+        self.metrics.memory_event("UNDO", "ui")
+        return event

@@ -336,6 +336,23 @@ class ConversationStore:
             ).all()
         return [_message(r) for r in rows]
 
+    def message(self, user_id: str, message_id: int) -> Message:
+        """One message of one of the user's live conversations (NotFound otherwise)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
+            if row is None:
+                raise NotFound("No such message.")
+            self._fetch(conn, row.conversation_id, user_id, self._clock())
+        return _message(row)
+
+    def update_details(self, user_id: str, message_id: int, details: dict[str, Any]) -> Message:
+        """Replace an assistant turn's details (e.g. a memory change it made was undone)."""
+        current = self.message(user_id, message_id)
+        with self._engine.begin() as conn:
+            conn.execute(update(messages).where(messages.c.id == current.id)
+                         .values(details=json.dumps(details, ensure_ascii=False, default=str)))
+        return self.message(user_id, message_id)
+
     # ---------------------------------------------------------------- retention
     def cleanup(self, *, batch: int = 500) -> CleanupReport:
         """Remove expired conversations and trim any over the message cap; report the counts."""

@@ -69,27 +69,43 @@ with actions.popover("Chat options", icon=":material/more_horiz:"):
 
 
 # ------------------------------------------------------------------ memory panel
-def _undo(event: MemoryEvent) -> None:
+def _undo(reply_id: int, origin: str, index: int) -> None:
     try:
-        runtime.memory.undo(user.id, event)
-        st.toast("Undone.")
+        chat.undo_change(user.id, reply_id, origin, index)
+        st.toast("Undone.", icon=":material/undo:")
     except AppError as exc:
         st.toast(exc.message, icon=":material/error:")
+
+
+def _change_line(event: MemoryEvent) -> str:
+    """How a change reads in the panel: what was learned, or "was → now" for changes and deletions."""
+    word, icon = EVENT_LABEL[event.event]
+    if event.event == "UPDATE":
+        line = f"{icon} **{word}:** ~~{event.previous_text or ''}~~ → {event.text or ''}"
+    elif event.event == "DELETE":
+        line = f"{icon} **{word}:** ~~{event.previous_text or ''}~~"
+    else:
+        line = f"{icon} **{word}:** {event.text or ''}"
+    if event.undone:
+        line += " · *undone*"
+    return line
 
 
 def _memory_panel(message) -> None:
     details = message.details or {}
     recalled = details.get("recalled") or []
-    tool_events = [MemoryEvent.from_dict(e) for e in details.get("tool_events") or []]
+    changes = [("tool", i, MemoryEvent.from_dict(e)) for i, e in enumerate(details.get("tool_events") or [])]
     learned = chat.turn_events(user.id, message.id)
     status = chat.turn_status(user.id, message.id)
-    events = [e for e in tool_events + (learned or []) if e.applied and e.event in EVENT_LABEL]
+    changes += [("learned", i, e) for i, e in enumerate(learned or [])]
+    changes = [(origin, i, e) for origin, i, e in changes if e.applied and e.event in EVENT_LABEL]
     label = f"Memory · {len(recalled)} recalled"
-    if events:
-        label += f" · {len(events)} change{'s' if len(events) != 1 else ''}"
+    if changes:
+        label += f" · {len(changes)} change{'s' if len(changes) != 1 else ''}"
     elif status in {"pending", "running"}:
         label += " · learning…"
-    with st.expander(label, icon=":material/neurology:"):
+    # Stays as the person left it: the panel is not re-collapsed when learning finishes.
+    with st.expander(label, icon=":material/neurology:", expanded=False, key=f"panel-{message.id}"):
         if recalled:
             st.markdown("**Recalled for this reply**")
             for r in recalled:
@@ -100,13 +116,15 @@ def _memory_panel(message) -> None:
             st.caption(":material/hourglass_top: Learning from this exchange…")
         elif status == "failed":
             st.caption(":material/error: Learning failed for now; it will be retried.")
-        for i, event in enumerate(events):
-            word, icon = EVENT_LABEL[event.event]
-            text = event.text or event.previous_text or ""
+        for origin, index, event in changes:
             cols = st.columns([6, 1], vertical_alignment="center")
-            cols[0].markdown(f"{icon} **{word}:** {text}")
-            cols[1].button("Undo", key=f"undo-{message.id}-{i}", on_click=_undo, args=(event,))
-        if learned is not None and not events and status == "done":
+            cols[0].markdown(_change_line(event))
+            if event.reason:
+                cols[0].caption(event.reason)
+            cols[1].button("Undone" if event.undone else "Undo", key=f"undo-{message.id}-{origin}-{index}",
+                           on_click=_undo, args=(message.id, origin, index), disabled=not event.undoable,
+                           icon=":material/undo:")
+        if learned is not None and not changes and status == "done":
             st.caption("Nothing new to remember from this exchange.")
 
 

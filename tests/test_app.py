@@ -120,9 +120,9 @@ def test_chat_streams_a_reply_and_the_pipeline_learns(isolated_settings):
     at = _run(at)
     panel = at.chat_message[1].expander[0]
     assert "1 change" in panel.label
-    assert any("My sister is called Rita" in m.value for m in panel.markdown)
+    assert any("Sister is called Rita" in m.value for m in panel.markdown)
     user = runtime.users.find_by_username("ada")
-    assert [m.text for m in runtime.memory.get_all(user.id)] == ["My sister is called Rita"]
+    assert [m.text for m in runtime.memory.get_all(user.id)] == ["Sister is called Rita"]
 
 
 def test_memories_page_lists_and_saves_edits(isolated_settings):

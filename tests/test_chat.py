@@ -21,6 +21,7 @@ from core.config import load_settings
 from core.conversations import ConversationStore
 from core.db import make_engine, sqlite_url
 from core.errors import BudgetExceeded, ProviderTimeout, ProviderUnavailable, ValidationError
+from core.memory.learning import LearningService
 from core.memory.queue import ExtractionQueue, ExtractionWorker
 from core.memory.types import Scope
 from core.metrics import Metrics
@@ -43,17 +44,27 @@ def env(tmp_path_factory):
 def make_chat(env, *, local=None, memory_model=None, metrics=None, prefs=False, **overrides) -> ChatService:
     memory, _users, engine = env
     settings = load_settings(**overrides)
+    metrics = metrics or Metrics()
+    preferences = PreferenceStore(engine) if prefs else None
+    usage = UsageStore(engine)
+    learning = LearningService(settings=settings, memory=memory, queue=ExtractionQueue(engine), usage=usage,
+                               model=memory_model or FunctionModel(lambda m, i: None), preferences=preferences,
+                               metrics=metrics)
     return ChatService(
         settings=settings,
         conversations=ConversationStore(engine),
         memory=memory,
-        queue=ExtractionQueue(engine),
-        usage=UsageStore(engine),
+        learning=learning,
+        usage=usage,
         registry=ModelRegistry(settings, local_model=local, sleep=lambda s: None),
-        memory_model=memory_model,
-        metrics=metrics or Metrics(),
-        preferences=PreferenceStore(engine) if prefs else None,
+        metrics=metrics,
+        preferences=preferences,
     )
+
+
+def learn_queued(chat: ChatService) -> dict:
+    """Run the background worker once, as the app's worker thread does."""
+    return ExtractionWorker(chat.learning.queue, chat.learning.process).run_once()
 
 
 @pytest.fixture
@@ -62,7 +73,10 @@ def person(env):
 
 
 def instructions_of(messages: list[ModelMessage]) -> str:
-    return "\n".join(getattr(m, "instructions", None) or "" for m in messages)
+    """What the model was told besides the conversation: instructions and system notes."""
+    parts = [getattr(m, "instructions", None) or "" for m in messages]
+    parts += [p.content for m in messages for p in getattr(m, "parts", []) if getattr(p, "part_kind", "") == "system-prompt"]
+    return "\n".join(parts)
 
 
 def last_user_text(messages: list[ModelMessage]) -> str:
@@ -125,7 +139,7 @@ def test_turn_recalls_streams_persists_and_queues(env, person):
     assert [(r.purpose, r.status) for r in rows] == [("chat", "ok")]
     assert rows[0].output_tokens == result.output_tokens > 0 and rows[0].cost_usd is None  # function model: no price
     assert chat.turn_status(person.id, result.reply.id) == "pending"
-    job = chat.queue.get(result.job_id)
+    job = chat.learning.queue.get(result.job_id)
     assert job.exchange[0]["content"] == "What is my cat's name?" and job.message_id == result.reply.id
 
 
@@ -135,7 +149,8 @@ def test_second_turn_sees_the_first_as_history(env, person):
     chat.send(person.id, conv.id, "My name is Ana.", model=streaming("Hello Ana!")).text()
     seen: list = []
     chat.send(person.id, conv.id, "What is my name?", model=streaming("Ana.", seen)).text()
-    texts = [p.content for m in seen[0][0] for p in m.parts if getattr(p, "part_kind", "") in {"user-prompt", "text"}]
+    texts = [p.content for m in seen[0][0] for p in m.parts if getattr(p, "part_kind", "") in {"user-prompt", "text"}
+             and not str(p.content).startswith("<system>")]  # the per-turn note, as this model gets it
     assert texts == ["My name is Ana.", "Hello Ana!", "What is my name?"]
 
 
@@ -283,19 +298,17 @@ def test_hosted_models_are_offered_the_memory_tools(env, person):
 
 def test_learning_runs_after_the_reply_and_its_events_are_kept_with_the_turn(env, person):
     memory, _, _ = env
-    learner = scripted_model(lambda prompt: {"memories": [
-        {"text": "Has a sister called Rita", "type": "relationship", "importance": 4, "confidence": 0.9,
-         "people": ["Rita"]}]})
+    learner = scripted_model(lambda prompt: ["Sister Rita visits tomorrow"])
     chat = make_chat(env, memory_model=learner)
     conv = chat.conversations.create(person.id)
     turn = chat.send(person.id, conv.id, "My sister Rita visits tomorrow.", model=streaming("Have fun!"))
     turn.text()
     reply_id = turn.result.reply.id
     assert chat.turn_events(person.id, reply_id) is None  # not learned yet: off the request path
-    outcome = ExtractionWorker(chat.queue, chat.process_job).run_once()
+    outcome = learn_queued(chat)
     assert outcome["done"] >= 1
     events = chat.turn_events(person.id, reply_id)
-    assert [(e.event, e.text) for e in events] == [("ADD", "Has a sister called Rita")]
+    assert [e.event for e in events] == ["ADD"] and events[0].text.startswith("Sister Rita visits on ")
     assert memory.get(person.id, events[0].memory_id).people == ("Rita",)
     assert ("extract", "ok") in [(r.purpose, r.status) for r in chat.usage.for_conversation(conv.id)]
 
@@ -314,8 +327,7 @@ def test_a_conversation_of_another_user_is_not_found(env, person):
 
 def test_turns_and_learning_are_counted_in_metrics_without_user_ids(env, person):
     metrics = Metrics()
-    learner = scripted_model(lambda prompt: {"memories": [
-        {"text": "Runs marathons", "type": "fact", "importance": 3, "confidence": 0.9}]})
+    learner = scripted_model(lambda prompt: ["Ran their third marathon"])
     chat = make_chat(env, memory_model=learner, metrics=metrics)
     conv = chat.conversations.create(person.id)
     chat.send(person.id, conv.id, "I ran my third marathon.", model=streaming("Congratulations!")).text()
@@ -326,7 +338,7 @@ def test_turns_and_learning_are_counted_in_metrics_without_user_ids(env, person)
     with pytest.raises(ProviderUnavailable):
         chat.send(person.id, conv.id, "Again?", model=FunctionModel(stream_function=as_stream(broken),
                                                                     model_name="broken")).text()
-    ExtractionWorker(chat.queue, chat.process_job).run_once()
+    learn_queued(chat)
     text = metrics.render().decode()
     assert 'optimus_chat_requests_total{status="ok"} 1.0' in text
     assert 'optimus_chat_requests_total{status="error"} 1.0' in text
@@ -353,14 +365,49 @@ def test_preferences_turn_off_learning_and_shrink_recall(env, person):
 def test_default_memory_expiry_applies_to_learned_facts(env, person):
     from datetime import UTC, datetime, timedelta
 
-    learner = scripted_model(lambda prompt: {"memories": [
-        {"text": "Is training for a 10k race", "type": "fact", "importance": 3, "confidence": 0.9}]})
+    learner = scripted_model(lambda prompt: ["Is training for a 10k race"])
     chat = make_chat(env, memory_model=learner, prefs=True)
     chat.preferences.set(person.id, {"memory_ttl_days": 30})
     conv = chat.conversations.create(person.id)
     turn = chat.send(person.id, conv.id, "I'm training for a 10k.", model=streaming("Good luck!"))
     turn.text()
-    job = chat.queue.get(turn.result.job_id)
-    events = chat.process_job(job)
+    job = chat.learning.queue.get(turn.result.job_id)
+    events = chat.learning.process(job)
     record = env[0].get(person.id, events[0].memory_id)
     assert record.expires_at == (datetime.now(UTC) + timedelta(days=30)).date()
+
+
+def test_a_learned_change_is_shown_as_was_now_and_undone_exactly_once(env, person):
+    memory, _, _ = env
+    scope = Scope.personal(person.id)
+    lisbon = memory.add(scope, "Lives in Lisbon", type="fact", tags=["home"], importance=4)
+    chat = make_chat(env, memory_model=scripted_model(lambda prompt: ["Lives in Berlin"]))
+    conv = chat.conversations.create(person.id)
+    turn = chat.send(person.id, conv.id, "I moved to Berlin last month.", model=streaming("Welcome to Berlin!"))
+    turn.text()
+    learn_queued(chat)
+    (event,) = chat.turn_events(person.id, turn.result.reply.id)
+    assert (event.event, event.previous_text, event.text) == ("UPDATE", "Lives in Lisbon", "Lives in Berlin")
+    assert event.undoable
+    chat.undo_change(person.id, turn.result.reply.id, "learned", 0)
+    back = memory.get(person.id, lisbon.id)
+    assert (back.text, back.tags, back.importance) == ("Lives in Lisbon", ("home",), 4)
+    (event,) = chat.turn_events(person.id, turn.result.reply.id)
+    assert event.undone and not event.undoable  # the panel shows "undone" after a reload too
+    with pytest.raises(ValidationError, match="already undone"):
+        chat.undo_change(person.id, turn.result.reply.id, "learned", 0)
+    assert memory.get(person.id, lisbon.id).text == "Lives in Lisbon"
+
+
+def test_another_user_cannot_undo_my_changes(env, person):
+    from core.errors import NotFound
+
+    chat = make_chat(env, memory_model=scripted_model(lambda prompt: ["Plays the cello"]))
+    conv = chat.conversations.create(person.id)
+    turn = chat.send(person.id, conv.id, "I play the cello.", model=streaming("Lovely!"))
+    turn.text()
+    learn_queued(chat)
+    other = env[1].create(f"o{uuid.uuid4().hex[:8]}")
+    with pytest.raises(NotFound):
+        chat.undo_change(other.id, turn.result.reply.id, "learned", 0)
+    assert [e.undone for e in chat.turn_events(person.id, turn.result.reply.id)] == [False]

@@ -21,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 
 from core.api import routes_entities, routes_exports, routes_memories, routes_optimus, routes_service
 from core.api.context import ApiContext, RateLimiter
-from core.api.learning import ApiLearner
 from core.api.middleware import BodyLimit, RequestMetrics
 from core.apikeys import ApiKeyStore
 from core.config import Settings, get_settings
@@ -107,7 +106,8 @@ def _context(runtime: Runtime, settings: Settings, memory_model: Model | None) -
         runtime=runtime,
         keys=ApiKeyStore(runtime.storage.engine),
         limiter=RateLimiter(settings.api_rate_limit_per_minute),
-        learner=ApiLearner(runtime, memory_model),
+        learner=runtime.learning.with_model(memory_model) if memory_model is not None else runtime.learning,
+        learn_wait=settings.api_learn_wait_seconds,
     )
 
 

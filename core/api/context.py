@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from core.api.learning import ApiLearner
 from core.apikeys import ApiKeyStore, KeyOwner
 from core.errors import InvalidCredentials, RateLimited
+from core.memory.learning import LearningService
 from core.memory.service import MemoryService
 from core.memory.types import Scope
 from core.runtime import Runtime
@@ -60,7 +60,8 @@ class ApiContext:
     runtime: Runtime
     keys: ApiKeyStore
     limiter: RateLimiter
-    learner: ApiLearner
+    learner: LearningService
+    learn_wait: float  # seconds an inferred add may take before it is answered PENDING
 
     @property
     def memory(self) -> MemoryService:

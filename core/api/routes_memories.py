@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from core.api.context import Caller, Ctx, scope_for
 from core.api.filters import ENTITY_KEYS, parse_filters
 from core.api.schemas import (
+    EventStatusOut,
     AddEventOut,
     AddIn,
     AddOut,
@@ -95,12 +96,25 @@ def add_memories(body: AddIn, caller: Caller, ctx: Ctx, response: Response) -> A
         if getattr(body, name):
             raise ValidationError(f"{name} is stored only with infer=False; inferred memories get theirs from "
                                   "the model.", field=name)
-    learned = ctx.learner.remember(scope, [m.model_dump() for m in body.messages])
+    learned = ctx.learner.learn(scope, [m.model_dump() for m in body.messages], wait=ctx.learn_wait)
     if learned.pending:
         response.status_code = 202
         return AddOut(results=[], status="PENDING", event_id=str(learned.job_id),
-                      message="The model could not be reached; the messages are queued and will be learned from.")
-    return AddOut(results=[AddEventOut.of(e) for e in learned.events if e.applied and e.event != "NONE"])
+                      message="Learning from these messages takes longer; it goes on in the background. "
+                              f"GET /v1/events/{learned.job_id}/ tells when it is done.")
+    return AddOut(results=[AddEventOut.of(e) for e in learned.events if e.applied and e.event != "NONE"],
+                  event_id=str(learned.job_id))
+
+
+@router.get("/v1/events/{event_id}/", response_model=EventStatusOut, summary="Status of an inferred add")
+def event_status(event_id: str, caller: Caller, ctx: Ctx) -> EventStatusOut:
+    """Whether the learning job an inferred add answered with (``event_id``) is done, and what it learned."""
+    if not event_id.isdigit() or len(event_id) > 18:
+        raise NotFound("No such event.")
+    job = ctx.learner.queue.get_for_owner(caller.owner_id, int(event_id))
+    status = {"pending": "PENDING", "running": "RUNNING", "done": "SUCCEEDED", "failed": "FAILED"}[job.status]
+    results = [AddEventOut.of(e) for e in job.events or [] if e.applied and e.event != "NONE"]
+    return EventStatusOut(id=event_id, status=status, results=results, attempts=job.attempts)
 
 
 @router.post("/v3/memories/", response_model=Page, summary="List memories (mem0 client: get_all)")

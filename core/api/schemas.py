@@ -83,8 +83,17 @@ class AddEventOut(BaseModel):
 class AddOut(BaseModel):
     results: list[AddEventOut]
     status: Literal["SUCCEEDED", "PENDING"] = "SUCCEEDED"
-    event_id: str | None = Field(None, description="PENDING only: the queued job that will learn from the messages.")
+    event_id: str | None = Field(None, description="The learning job; GET /v1/events/{event_id}/ tells its status.")
     message: str | None = None
+
+
+class EventStatusOut(BaseModel):
+    """An inferred add's learning job, as ``event_id`` named it."""
+
+    id: str
+    status: Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]
+    results: list[AddEventOut] = Field(default_factory=list)
+    attempts: int = 0
 
 
 class HistoryOut(BaseModel):

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
+from core.errors import NotFound
 from core.memory.types import MemoryEvent, Scope
 from core.schema import pending_extractions as jobs
 
@@ -126,6 +127,34 @@ class ExtractionQueue:
                     claimed.append(_job(conn.execute(select(jobs).where(jobs.c.id == job_id)).one()))
         return claimed
 
+    def claim_job(self, job_id: int) -> ExtractionJob | None:
+        """Take one pending job for this caller (it runs it now); None if a worker has it already."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            won = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == "pending")
+                .values(status="running", attempts=jobs.c.attempts + 1, updated_at=now)
+            ).rowcount
+            if not won:
+                return None
+            return _job(conn.execute(select(jobs).where(jobs.c.id == job_id)).one())
+
+    def mark_undone(self, owner_id: str, job_id: int, index: int) -> MemoryEvent:
+        """Record that event ``index`` of a finished job was undone; returns it as it was before."""
+        with self._engine.begin() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.owner_id == owner_id)).first()
+            if row is None or row.result is None:
+                raise NotFound("No such memory change.")
+            events = json.loads(row.result)
+            if not 0 <= index < len(events):
+                raise NotFound("No such memory change.")
+            event = MemoryEvent.from_dict(events[index])
+            events[index]["undone"] = True
+            conn.execute(update(jobs).where(jobs.c.id == job_id)
+                         .values(result=json.dumps(events, ensure_ascii=False), updated_at=self._clock()))
+        return event
+
     def complete(self, job_id: int, events: Sequence[MemoryEvent]) -> None:
         with self._engine.begin() as conn:
             conn.execute(
@@ -166,6 +195,14 @@ class ExtractionQueue:
     def get(self, job_id: int) -> ExtractionJob:
         with self._engine.connect() as conn:
             return _job(conn.execute(select(jobs).where(jobs.c.id == job_id)).one())
+
+    def get_for_owner(self, owner_id: str, job_id: int) -> ExtractionJob:
+        """One job of this owner (NotFound for anyone else's)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.owner_id == owner_id)).first()
+        if row is None:
+            raise NotFound("No such event.")
+        return _job(row)
 
     def for_message(self, owner_id: str, message_id: int) -> ExtractionJob | None:
         with self._engine.connect() as conn:
