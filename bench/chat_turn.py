@@ -121,7 +121,7 @@ def overhead(args: argparse.Namespace, root: Path) -> None:
             t2 = time.perf_counter()
             chat.conversations.append(conv.id, "user", text, user_id=person.id)
             t3 = time.perf_counter()
-            chat.queue.enqueue(scope, [{"role": "user", "content": text}], [], conversation_id=conv.id)
+            chat.learning.queue.enqueue(scope, [{"role": "user", "content": text}], [], conversation_id=conv.id)
             t4 = time.perf_counter()
             recall.append((t1 - t0) * 1000)
             context.append((t2 - t1) * 1000)
@@ -162,7 +162,7 @@ def local(args: argparse.Namespace, root: Path) -> None:
         print(f"\nfirst request (assemble + load + reply): {time.perf_counter() - started:.1f} s")
         cases = [("short prompt", "Tell me, in two friendly sentences, what you can help me with."),
                  ("~1,000-token prompt", long_prompt + "\nSummarise these facts in two sentences.")]
-        print("\n## Part 2: local model (Qwen2.5-Coder-0.5B-Instruct Q4, llama.cpp, streamed via ChatService)\n")
+        print(f"\n## Part 2: local model ({runtime.registry.local_label()[1]}, llama.cpp, streamed via ChatService)\n")
         print("| Prompt | input tokens | output tokens | first token (ms) | generation (tokens/s) | total (s) |")
         print("|---|---:|---:|---:|---:|---:|")
         for i, (name, prompt) in enumerate(cases * args.local_runs):

@@ -121,6 +121,7 @@ class Outcome:
     seconds: list[float] = field(default_factory=list)
     failures: int = 0
     end: list[MemoryRecord] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
 
 def _matches(pattern: str, records: list[MemoryRecord]) -> list[MemoryRecord]:
@@ -142,6 +143,8 @@ def run_scenario(runtime, pipeline: MemoryPipeline, script: Script, scenario: Sc
             result = pipeline.run(scope, exchange, history[-6:])
             out.calls.append(result.model_calls)
             seen_texts.extend(e.text for e in result.events if e.applied and e.text)
+            out.refused.extend(f"{e.text!r} ({e.rejected or e.reason})" for e in result.events
+                               if not e.applied or e.event == "NONE")
         except ExtractionFailed as exc:
             out.failures += 1
             out.calls.append(exc.result.model_calls if exc.result else 0)
@@ -210,6 +213,8 @@ def report(name: str, outcomes: list[Outcome], *, verbose: bool) -> None:
             if verbose:
                 for r in o.end:
                     print(f"    · {r.text!r} people={list(r.people)} tags={list(r.tags)} expires={r.expires_at}")
+                for line in o.refused:
+                    print(f"    × {line}")
 
 
 def main() -> None:
