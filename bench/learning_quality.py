@@ -44,7 +44,7 @@ logging.disable(logging.WARNING)
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart  # noqa: E402
 from pydantic_ai.models.function import AgentInfo, FunctionModel  # noqa: E402
 
-from bench.learning_scenarios import SCENARIOS, Scenario, Turn  # noqa: E402
+from bench.learning_scenarios import HELD_OUT, SCENARIOS, Scenario, Turn  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.memory.pipeline import ExtractionFailed, MemoryPipeline  # noqa: E402
 from core.memory.service import MemoryFilters  # noqa: E402
@@ -222,9 +222,12 @@ def main() -> None:
     parser.add_argument("--models", default="scripted,local", help="comma-separated: scripted, local")
     parser.add_argument("--local-model", default=None, help="bundled model name (default: the settings' choice)")
     parser.add_argument("--only", default=None, help="run only scenarios whose name contains this")
+    parser.add_argument("--set", choices=("main", "held-out", "all"), default="main",
+                        help="the 46 scenarios the guardrails were developed on, the 12 written after, or both")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the end state of failed scenarios")
     args = parser.parse_args()
-    scenarios = [s for s in SCENARIOS if not args.only or args.only in s.name]
+    pool = {"main": SCENARIOS, "held-out": HELD_OUT, "all": SCENARIOS + HELD_OUT}[args.set]
+    scenarios = [s for s in pool if not args.only or args.only in s.name]
     with tempfile.TemporaryDirectory(prefix="optimus-learning-") as tmp:
         settings = load_settings(data_dir=tmp)
         runtime = open_runtime(settings)

@@ -284,3 +284,67 @@ SCENARIOS: tuple[Scenario, ...] = (
         (T("Please recommend three sci-fi books.", "Try Dune, Hyperion and The Left Hand of Darkness."),),
         forbid=(("assistant", r"dune|hyperion|darkness"), ("question", r"sci-fi|books"))),
 )
+
+
+# Written after the guardrails were tuned on SCENARIOS and never tuned on: an honest check that
+# the rules generalise beyond the wording they were developed against.
+HELD_OUT: tuple[Scenario, ...] = (
+    Scenario(
+        "held-out: relocation with a new employer", "move",
+        (T("I'm based in Toronto and I work for a bank.", "Nice!", "Is based in Toronto", "Works for a bank"),
+         T("Big news: I relocated to Vancouver for a new job at a hospital.", "Congratulations!",
+           "Lives in Vancouver", "Works at a hospital")),
+        expect=(r"vancouver", r"hospital"), forbid=(("stale", r"toronto"), ("stale", r"\bbank\b"))),
+    Scenario(
+        "held-out: a pet is adopted, an existing pet stays", "pets",
+        (T("I have a cat called Luna.", "Cute!", "Has a cat called Luna"),
+         T("We also adopted a puppy named Bolt.", "How fun!", "Adopted a puppy named Bolt")),
+        expect=(r"luna", r"bolt")),
+    Scenario(
+        "held-out: quitting a habit", "retraction",
+        (T("I smoke about five cigarettes a day.", "Thanks for sharing.", "Smokes about five cigarettes a day"),
+         T("I quit smoking two months ago!", "That's a big achievement!", "Quit smoking two months ago")),
+        expect=(r"quit smoking",), forbid=(("stale", r"^smokes"),)),
+    Scenario(
+        "held-out: a question about the assistant", "question",
+        (T("Do you remember things between chats?", "Yes, I keep notes about what you tell me."),
+         T("Cool. Which languages do you speak?", "I can chat in many languages.")),
+        forbid=(("assistant", r"notes|languages"), ("question", r"remember things"))),
+    Scenario(
+        "held-out: mixed languages in one message", "multi",
+        (T("I'm a violinist and I teach music at a school in Seville.", "Beautiful!",
+           "Is a violinist", "Teaches music at a school in Seville"),),
+        expect=(r"violin", r"seville")),
+    Scenario(
+        "held-out: a friend's news is not the user's", "people",
+        (T("I live in Dublin.", "Lovely city.", "Lives in Dublin"),
+         T("My friend Noah just moved to Madrid.", "Exciting for him!", "Friend Noah moved to Madrid")),
+        expect=(r"dublin", r"noah.*madrid"), people=("Noah",)),
+    Scenario(
+        "held-out: an appointment", "plan",
+        (T("I have a dentist appointment tomorrow at 9.", "Good luck!", "Has a dentist appointment tomorrow at 9"),),
+        expect=(r"dentist",), expires=(r"dentist",)),
+    Scenario(
+        "held-out: the assistant guesses the user's job", "assistant",
+        (T("I spend all day writing SQL queries.", "Sounds like you're a database administrator!",
+           "Spends all day writing SQL queries"),),
+        expect=(r"sql",), forbid=(("assistant", r"administrator"),)),
+    Scenario(
+        "held-out: correcting a city", "correction",
+        (T("My brother lives in Austin.", "Nice.", "Brother lives in Austin"),
+         T("Sorry, I meant my brother lives in Dallas, not Austin.", "Got it.", "Brother lives in Dallas")),
+        expect=(r"dallas",), forbid=(("stale", r"brother lives in austin"),)),
+    Scenario(
+        "held-out: thanks only", "small talk",
+        (T("Thank you so much, that was helpful!", "You're welcome!"),),
+        forbid=(("question", r"thank|helpful"),)),
+    Scenario(
+        "held-out: a request with a preference inside", "question",
+        (T("Suggest a recipe for dinner, I hate mushrooms.", "Try a lemon pasta.", "Hates mushrooms"),),
+        expect=(r"mushroom",), forbid=(("assistant", r"lemon|pasta"),)),
+    Scenario(
+        "held-out: two colleagues", "same name",
+        (T("My colleague Priya manages the data team.", "Nice.", "Colleague Priya manages the data team"),
+         T("My neighbour Priya has three dogs.", "Lots of walks!", "Neighbour Priya has three dogs")),
+        expect=(r"colleague priya", r"neighbour priya")),
+)

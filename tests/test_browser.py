@@ -189,7 +189,7 @@ def test_a_person_registers_chats_edits_a_memory_exports_and_leaves(page: Page, 
     panel = page.get_by_test_id("stExpander").filter(has_text=re.compile(r"Memory · .* 1 change"))
     expect(panel).to_be_visible(timeout=30_000)
     panel.get_by_text(re.compile(r"^Memory ·")).click()
-    expect(panel.get_by_text("My sister is called Rita")).to_be_visible()
+    expect(panel.get_by_text("Sister is called Rita")).to_be_visible()
     expect(panel.get_by_role("button", name="Undo")).to_be_visible()
     shot(page, "03-user-chat-memory-learned")
 
@@ -198,19 +198,19 @@ def test_a_person_registers_chats_edits_a_memory_exports_and_leaves(page: Page, 
     table = page.get_by_test_id("stDataFrame")
     expect(table).to_be_visible()
     memory_cell = table.get_by_test_id("glide-cell-1-0")  # the canvas's accessible twin: column 1, row 0
-    expect(memory_cell).to_have_text("My sister is called Rita")
+    expect(memory_cell).to_have_text("Sister is called Rita")
     shot(page, "04-user-memories")
     # Columns: Delete (small, 75 px), Memory (large); row 0 is the header, rows are 35 px high.
     table.dblclick(position={"x": 75 + 100, "y": 35 + 17})
     editor = page.get_by_test_id("portal").locator("textarea")
     expect(editor).to_be_visible()
-    editor.fill("My sister is called Rita Moreno")
+    editor.fill("Sister is called Rita Moreno")
     editor.press("Enter")
     save = page.get_by_role("button", name="Save 1 change")
     expect(save).to_be_enabled()
     save.click()
     wait_idle(page)
-    expect(memory_cell).to_have_text("My sister is called Rita Moreno")
+    expect(memory_cell).to_have_text("Sister is called Rita Moreno")
     shot(page, "05-user-memories-edited")
 
     open_page(page, "/settings")
@@ -225,7 +225,7 @@ def test_a_person_registers_chats_edits_a_memory_exports_and_leaves(page: Page, 
     pending.value.save_as(archive)
     with zipfile.ZipFile(archive) as z:
         exported = json.loads(z.read("memories.json"))
-    assert "My sister is called Rita Moreno" in json.dumps(exported)
+    assert "Sister is called Rita Moreno" in json.dumps(exported)
     shot(page, "06-user-settings-your-data")
 
     fill(page, "Type your username to confirm", username)  # a rerun of the page: still one export

@@ -139,9 +139,11 @@ def about_same_thing(new_text: str, old_text: str, *, cosine: float | None, said
                      people: frozenset[str] = frozenset()) -> Link | None:
     """How ``old_text`` relates to ``new_text``, or None when it is about something else."""
     new_s, old_s = subject_of(new_text, people), subject_of(old_text, people)
-    if not compatible(new_s, old_s, new_text=new_text, old_text=old_text, said=said):
-        return None
     shared_topics = topics(new_text) & topics(old_text)
+    # The user's partner is part of the user's own story: "Married Maria" / "Is Maria's girlfriend".
+    if "partner" not in shared_topics and not compatible(new_s, old_s, new_text=new_text, old_text=old_text,
+                                                         said=said):
+        return None
     # "Is married to Maria" and "Girlfriend is Maria" are both the user's partner topic.
     if shared_topics and (new_s.is_user == old_s.is_user or "partner" in shared_topics):
         return Link(f"same {sorted(shared_topics)[0]}", True)
@@ -157,9 +159,10 @@ def about_same_thing(new_text: str, old_text: str, *, cosine: float | None, said
     return None
 
 
-def subject_problem(fact: str, statements: Sequence[str], people: frozenset[str]) -> str | None:
-    """Why a fact about the user is really about someone else the user spoke of ("Is a nurse in
-    Porto" from "My sister Ana is a nurse in Porto"), or None."""
+def said_about(fact: str, statements: Sequence[str], people: frozenset[str]) -> str | None:
+    """When a fact written about the user is really about someone else the user spoke of ("Is a
+    nurse in Porto" from "My sister Ana is a nurse in Porto"), the user's own clause about that
+    person ("Sister Ana is a nurse in Porto"); None when the fact is the user's."""
     if not subject_of(fact, people).is_user:
         return None
     wanted = [w for w in _salient(fact)]
@@ -171,11 +174,9 @@ def subject_problem(fact: str, statements: Sequence[str], people: frozenset[str]
                 best, overlap = clause, shared
     if best is None:
         return None
-    said_about = subject_of(best, people)
-    if said_about.is_user:
+    if subject_of(best, people).is_user:
         return None
-    who = " ".join(x for x in (said_about.relation, said_about.name.capitalize() if said_about.name else None) if x)
-    return f"the user said this about {who}, not about themselves"
+    return best
 
 
 def is_duplicate(new_text: str, old_text: str, cosine: float | None) -> bool:

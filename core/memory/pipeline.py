@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from pydantic_ai.settings import ModelSettings
 from core.errors import ServiceError
 from core.memory.facts import derive_fields, normalise_fact, people_in
 from core.memory.language import content_words, lower_words, numbers, same_stem
-from core.memory.matching import Link, about_same_thing, is_duplicate, rule_for, subject_problem
+from core.memory.matching import Link, about_same_thing, is_duplicate, rule_for, said_about
 from core.memory.types import (
     MAX_CANDIDATES,
     CandidateMemory,
@@ -246,9 +247,13 @@ class MemoryPipeline:
     def _candidates(self, raw: Sequence[str], utterance: Utterance, assistant: str, today: date,
                     result: PipelineResult) -> list[CandidateMemory]:
         """Normalise, merge repeats, check grounding and derive fields; refused ones become events."""
+        user_text = " ".join(utterance.statements)
+        people = frozenset(people_in(user_text))
         facts: list[str] = []
         for text in raw:
-            facts.extend(normalise_fact(text))
+            for fact in normalise_fact(_complete(text, utterance)):
+                # Written about the user but said about someone else: keep who it is about.
+                facts.append(said_about(fact, utterance.statements, people) or fact)
         unique: list[str] = []
         for fact in facts:
             same = next((i for i, kept in enumerate(unique) if _repeats(fact, kept)), None)
@@ -257,10 +262,8 @@ class MemoryPipeline:
             elif len(fact) > len(unique[same]):
                 unique[same] = fact  # keep the fuller wording of a repeated fact
         kept: list[CandidateMemory] = []
-        user_text = " ".join(utterance.statements)
-        people = frozenset(people_in(user_text))
         for fact in unique[:MAX_CANDIDATES]:
-            problem = grounding_problem(fact, utterance, assistant) or subject_problem(fact, utterance.statements, people)
+            problem = grounding_problem(fact, utterance, assistant)
             if problem is not None:
                 result.events.append(MemoryEvent("NONE", None, fact, applied=False, rejected=f"not stored: {problem}"))
                 continue
@@ -463,6 +466,18 @@ def _change_rank(fact: str, memory: MemoryRecord) -> tuple[int, int, int, float]
     first = (lower_words(fact) or [""])[0]
     new_number = int(bool(numbers(fact) - numbers(memory.text)))
     return new_number, int(first in _STATE_START), len(content_words(fact)), memory.score or 0.0
+
+
+def _complete(text: str, utterance: Utterance) -> str:
+    """A one-word answer ("Vegetarian", "Daniel") as the user's own short clause ("I'm vegetarian")."""
+    ws = lower_words(text)
+    if len(ws) != 1:
+        return text
+    for statement in utterance.statements:
+        for clause in re.split(r"[,;]|\band\b|\bbut\b", statement):
+            if ws[0] in lower_words(clause) and len(lower_words(clause)) <= 8:
+                return clause.strip()
+    return text
 
 
 def _repeats(fact: str, kept: str) -> bool:

@@ -65,6 +65,7 @@ _CLAUSE_BREAK = re.compile(
     r"suggest|help)\b)",
     re.IGNORECASE,
 )
+_FIRST_PERSON_START = re.compile(r"(?:i|i'm|i've|i am|my|we|we're|our)\b", re.IGNORECASE)
 _SMALL_TALK = re.compile(
     r"^(how are you|how's it going|how is it going|what's up|whats up|good (morning|afternoon|evening|night)|"
     r"nice to meet you|see you|talk (to you )?later|have a (nice|good) (day|one)|the weather is|it's (so )?"
@@ -127,10 +128,14 @@ class Utterance:
         return self._pool
 
 
+_VOCATIVE = re.compile(r"^(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\s+(?:optimus|there|assistant)\b[\s,;:!.-]*",
+                       re.IGNORECASE)
+
+
 def classify(sentence: str, *, english: bool = True) -> Sentence:
     """The kind of one sentence (the memory commands keep only their payload)."""
     text = sentence.strip().strip('"“”').strip()
-    core = _LEAD.sub("", text).strip()
+    core = _LEAD.sub("", _VOCATIVE.sub("", text)).strip()
     if not core:
         return Sentence(text, "greeting")
     if m := _FORGET.match(core):
@@ -167,7 +172,14 @@ def analyse(user_text: str, *, assistant_before: str = "") -> Utterance:
     parts: list[Sentence] = []
     for raw in sentences(user_text):
         for clause in _CLAUSE_BREAK.split(raw):
-            if clause.strip():
+            if not clause.strip():
+                continue
+            # "Suggest a recipe, I hate mushrooms": a request, then a statement of the user's own.
+            head, sep, tail = clause.partition(", ")
+            first = classify(head, english=english) if sep and _FIRST_PERSON_START.match(tail) else None
+            if first is not None and first.kind in ("request", "question"):
+                parts.extend([first, classify(tail, english=english)])
+            else:
                 parts.append(classify(clause, english=english))
     asked = ""
     last = sentences(assistant_before)[-1:] if assistant_before else []
