@@ -315,3 +315,34 @@ def test_a_claimed_job_is_not_claimed_twice(svc, scope):
     first = [j.id for j in queue.claim(100)]
     assert job_id in first and job_id not in [j.id for j in queue.claim(100)]
     assert queue.claim_job(job_id) is None
+
+
+def test_a_fact_written_about_the_user_but_said_about_someone_else_keeps_who_it_is_about(svc, scope):
+    svc.add(scope, "Lives in Paris")
+    result = learn(svc, scope, scripted_model(lambda p: ["Lives in Lyon"]), "My mom lives in Lyon.")
+    assert [(e.event, e.text) for e in result.events] == [("ADD", "Mom lives in Lyon")]
+    assert texts(svc, scope) == ["Lives in Paris", "Mom lives in Lyon"]
+
+
+def test_thanks_and_passing_moods_are_not_facts(svc, scope):
+    calls = []
+    learn(svc, scope, scripted_model(lambda p: ["Thank you so much"], calls=calls), "Thank you so much, that was helpful!")
+    assert calls == []
+    result = learn(svc, scope, scripted_model(lambda p: ["Is tired today"]), "I'm so tired today.")
+    assert result.events[0].rejected == "not stored: a passing state, not a lasting fact"
+    assert texts(svc, scope) == []
+
+
+def test_a_request_and_a_statement_in_one_sentence(svc, scope):
+    prompts = []
+    learn(svc, scope, scripted_model(lambda p: prompts.append(p) or ["Hates mushrooms"]),
+          "Suggest a recipe for dinner, I hate mushrooms.", "Try a lemon pasta.")
+    assert prompts == ["Message: I hate mushrooms."] and texts(svc, scope) == ["Hates mushrooms"]
+
+
+def test_one_fact_about_two_topics_replaces_both_old_values(svc, scope):
+    svc.add(scope, "Is based in Toronto")
+    svc.add(scope, "Works for a bank")
+    learn(svc, scope, scripted_model(lambda p: ["Relocated to Vancouver for a new job at a hospital"]),
+          "Big news: I relocated to Vancouver for a new job at a hospital.")
+    assert texts(svc, scope) == ["Relocated to Vancouver for a new job at a hospital"]

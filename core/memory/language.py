@@ -177,8 +177,8 @@ def supported(word: str, pool: Iterable[str]) -> bool:
 
 
 def numbers(text: str) -> set[str]:
-    """Digits in the text, plus small numbers written as words ("three" -> "3")."""
-    found = {w for w in lower_words(text) if w[:1].isdigit()}
+    """Digits in the text, plus small numbers written as words ("three" -> "3"); "9:00" is "9"."""
+    found = {re.sub(r"[:.]00$", "", w) for w in lower_words(text) if w[:1].isdigit()}
     found |= {str(NUMBER_WORDS[w]) for w in lower_words(text) if w in NUMBER_WORDS}
     return found
 

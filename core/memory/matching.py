@@ -41,6 +41,7 @@ from core.memory.language import (
     words,
 )
 
+_USERS_OWN_TOPICS = frozenset({"partner", "children"})
 SAME_THING_COSINE = 0.80
 """Cosine above which two facts count as paraphrases of each other even without shared words."""
 NEAR_DUPLICATE = 0.95
@@ -78,13 +79,18 @@ def subject_of(fact: str, people: frozenset[str] = frozenset()) -> Subject:
         rel = relation_of(w) or (w if w in PETS else None)
         if rel is None:
             continue
-        if i > 0 and low[0] not in ("has", "had", "lives", "visits", "is", "their"):
+        if i > 0 and low[0] not in _BEFORE_RELATION:
             break  # "Works with a colleague" is about the user
         name = _name_after(ws, i + 1)
         return Subject(rel, name)
     if len(low) > 1 and low[0] in people:
         return Subject(None, low[0])  # "Ana is a nurse", when Ana is someone the user introduced
     return Subject()
+
+
+_BEFORE_RELATION = frozenset("""
+has had lives visits is their other another older elder younger big little twin step best ex late new
+""".split())
 
 
 def _name_after(ws: list[str], start: int) -> str | None:
@@ -133,6 +139,7 @@ class Link:
 
     why: str
     strong: bool  # the same exclusive topic of the same subject: a new value replaces the old
+    topic: str | None = None
 
 
 def about_same_thing(new_text: str, old_text: str, *, cosine: float | None, said: set[str],
@@ -140,13 +147,14 @@ def about_same_thing(new_text: str, old_text: str, *, cosine: float | None, said
     """How ``old_text`` relates to ``new_text``, or None when it is about something else."""
     new_s, old_s = subject_of(new_text, people), subject_of(old_text, people)
     shared_topics = topics(new_text) & topics(old_text)
-    # The user's partner is part of the user's own story: "Married Maria" / "Is Maria's girlfriend".
-    if "partner" not in shared_topics and not compatible(new_s, old_s, new_text=new_text, old_text=old_text,
-                                                         said=said):
+    # The user's partner and children are part of the user's own story, whichever way a fact puts
+    # it: "Married Maria" / "Is Maria's girlfriend", "Has three kids" / "Kids: two".
+    own = shared_topics & _USERS_OWN_TOPICS
+    if not own and not compatible(new_s, old_s, new_text=new_text, old_text=old_text, said=said):
         return None
-    # "Is married to Maria" and "Girlfriend is Maria" are both the user's partner topic.
-    if shared_topics and (new_s.is_user == old_s.is_user or "partner" in shared_topics):
-        return Link(f"same {sorted(shared_topics)[0]}", True)
+    if shared_topics and (new_s.is_user == old_s.is_user or own):
+        topic = sorted(own or shared_topics)[0]
+        return Link(f"same {topic}", True, topic)
     new_words, old_words = _salient(new_text), _salient(old_text)
     shared = [w for w in new_words if any(same_stem(w, o) for o in old_words)]
     if shared:
@@ -163,7 +171,8 @@ def said_about(fact: str, statements: Sequence[str], people: frozenset[str]) -> 
     """When a fact written about the user is really about someone else the user spoke of ("Is a
     nurse in Porto" from "My sister Ana is a nurse in Porto"), the user's own clause about that
     person ("Sister Ana is a nurse in Porto"); None when the fact is the user's."""
-    if not subject_of(fact, people).is_user:
+    own = subject_of(fact, people)
+    if own.relation is not None:
         return None
     wanted = [w for w in _salient(fact)]
     best, overlap = None, 0
@@ -174,8 +183,9 @@ def said_about(fact: str, statements: Sequence[str], people: frozenset[str]) -> 
                 best, overlap = clause, shared
     if best is None:
         return None
-    if subject_of(best, people).is_user:
-        return None
+    theirs = subject_of(best, people)
+    if theirs.is_user or not own.is_user and (theirs.relation is None or own.name != theirs.name):
+        return None  # the user's own fact, or already about the right person
     return best
 
 

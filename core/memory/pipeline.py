@@ -335,15 +335,21 @@ class MemoryPipeline:
             if not links:
                 self._add(scope, cand, result, source, "new: nothing similar is remembered")
                 continue
-            decided = False
+            decided: Link | None = None
             for memory, link in links:
                 rule = rule_for(cand.text, memory.text, link, additive=utterance.additive,
                                 correction=utterance.correction)
-                if rule is not None and memory.id not in touched:
-                    self._apply(scope, cand, rule, memory, f"{link.why}", result, touched, source)
-                    decided = True
-                    break
-            if not decided:
+                if rule is None or memory.id in touched:
+                    continue
+                if decided is None:
+                    self._apply(scope, cand, rule, memory, link.why, result, touched, source)
+                    decided = link
+                elif rule == "replace" and link.strong and decided.strong and link.topic != decided.topic:
+                    # One fact, two topics ("Relocated to Vancouver for a job at a hospital"):
+                    # it replaced one memory and makes the other topic's old value obsolete too.
+                    self._apply(scope, cand, "retract", memory, f"{link.why}, now in '{cand.text}'", result,
+                                touched, source)
+            if decided is None:
                 pending.append(_Pending(cand, links))
 
         if pending:

@@ -76,7 +76,10 @@ GREETING_WORDS = frozenset("""
 hi hello hey hiya yo thanks thank you ty good morning afternoon evening night bye goodbye see ya cheers ok okay
 cool nice great awesome lol haha hehe sure yes no yeah yep nope welcome fine well alright perfect maybe
 understood got it sounds wonderful excellent amazing love that thx much appreciated please np there
+so very really was is it this helpful useful lot lots bunch brilliant lovely
 """.split())
+_PASSING = re.compile(r"^(?:is|feels|was|felt|seems)\s+(?:\w+\s+){0,2}(?:today|right now|at the moment|tonight|"
+                      r"this (?:morning|afternoon|evening))\W*$", re.IGNORECASE)
 ASSISTANT_WORDS = frozenset({"optimus", "assistant", "chatbot", "bot"})
 ADDITIVE = re.compile(r"\b(also|another|other|too|as well|second|additionally|in addition|besides|plus)\b",
                       re.IGNORECASE)
@@ -199,6 +202,8 @@ def grounding_problem(candidate: str, utterance: Utterance, assistant_text: str 
         return "a fragment, not a fact"
     if ASSISTANT_WORDS & set(cand_words):
         return "it is about the assistant, not the user"
+    if _PASSING.match(candidate):
+        return "a passing state, not a lasting fact"
     source = " ".join(stated)
     pool = list(utterance.stated_words) + words(utterance.asked)
     pool_lower = [w.lower() for w in pool]
