@@ -112,7 +112,7 @@ _CALENDAR = frozenset(MONTHS + WEEKDAYS + tuple(m[:3] for m in MONTHS))
 
 NOT_PEOPLE = frozenset("""
 i me you user assistant optimus ai bot chatbot model human someone everyone nobody god
-he she they him her them we us it this that my mine your our their hi hello hey thanks
+he she they him her them we us it this that my mine your our their hi hello hey thanks am pm
 """.split()) | _CALENDAR
 
 PLACE_PREPOSITIONS = frozenset("in at to from near into across around outside inside via for visiting".split())
