@@ -164,3 +164,26 @@ def test_auth_errors_do_not_fall_back():
         asyncio.run(Agent(model).run("hi"))
     assert "invalid x-api-key" in str(info.value) or any(
         "invalid x-api-key" in str(e) for e in getattr(info.value, "exceptions", []))
+
+
+def test_one_transient_error_costs_at_most_retries_plus_one_calls_per_learning_phase(isolated_settings):
+    """core.retry: the provider wrapper is the only in-process retry; the pipeline makes one attempt."""
+    from core.memory.pipeline import ExtractionFailed, MemoryPipeline
+    from core.memory.types import Scope
+    from tests.memory_fixtures import open_service
+
+    calls = []
+
+    def down(messages, info):
+        calls.append(1)
+        raise ModelHTTPError(503, "overloaded", body=None)
+
+    service, users, close = open_service("edge", isolated_settings / "m")
+    try:
+        model = RetryingModel(FunctionModel(down), retries=2, sleep=lambda s: None)
+        with pytest.raises(ExtractionFailed):
+            MemoryPipeline(service, model).run(Scope.personal(users.create("retry-user").id),
+                                               [{"role": "user", "content": "I live in Oslo."}])
+        assert len(calls) == 3
+    finally:
+        close()

@@ -24,8 +24,8 @@ Every UPDATE/DELETE event carries the memory as it was, for "was → now" and an
 
 Runaway defence: the schemas bound the output (≤ 6 facts of ≤ 150 characters; one verdict per
 fact), ``max_tokens`` is sized to them and each phase has a deadline. A failed attempt (timeout,
-malformed or truncated output) is retried once; then :class:`ExtractionFailed` is raised and the
-caller's durable queue (``core.memory.queue``) takes the turn — the only durable retry.
+malformed or truncated output) raises :class:`ExtractionFailed` and the caller's durable queue
+(``core.memory.queue``) takes the turn: see :mod:`core.retry` for the one retry policy.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class MemoryPipeline:
         model: Model | str,
         *,
         similar_k: int = SIMILAR_PER_CANDIDATE,
-        attempts: int = 2,
+        attempts: int = 1,
         backoff: float = 0.5,
         extract_deadline: float = 60.0,
         decide_deadline: float = 30.0,
@@ -188,7 +188,7 @@ class MemoryPipeline:
         self.deadlines = {"extract": extract_deadline, "update": decide_deadline}
         self._sleep = sleep
         self._clock = clock or (lambda: datetime.now(UTC))
-        # retries=0: a malformed answer is a failed attempt of ours (one retry, then the queue).
+        # retries=0: a malformed answer fails the job, which the durable queue retries (core.retry).
         self._extractor = Agent(output_type=ExtractedFacts, instructions=EXTRACT_INSTRUCTIONS, retries=0)
         self._decider = Agent(output_type=Verdicts, instructions=DECIDE_INSTRUCTIONS, retries=0)
 

@@ -13,24 +13,14 @@ dropped connections, honouring ``Retry-After``) and, unless it *is* the fallback
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic_ai.exceptions import (
-    ModelAPIError,
-    ModelAuthenticationError,
-    ModelConnectionError,
-    ModelHTTPError,
-    ModelRateLimitError,
-    ModelServerError,
-    ModelUnavailableError,
-)
+from pydantic_ai.exceptions import ModelAPIError, ModelAuthenticationError
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.fallback import FallbackModel
@@ -39,6 +29,7 @@ from pydantic_ai.settings import ModelSettings
 
 from core.config import Settings
 from core.errors import ProviderAuthError, ValidationError
+from core.retry import backoff, provider_retrying
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +103,10 @@ def split_model_id(model_id: str) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------ retries
-TRANSIENT = (ModelRateLimitError, ModelUnavailableError, ModelServerError, ModelConnectionError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, TRANSIENT):
-        return True
-    return isinstance(exc, ModelHTTPError) and (exc.status_code == 429 or exc.status_code >= 500)
-
-
 class RetryingModel(WrapperModel):
-    """Retries transient provider failures (429, 5xx, dropped connections) with exponential backoff.
+    """A model whose transient provider failures are retried by the one policy of :mod:`core.retry`.
 
-    Delays are ``base * 2**attempt`` with ±25 % jitter, capped at ``max_delay``; a provider's
-    ``Retry-After`` is honoured when it is longer (and not above ``max_delay``). A stream is retried
-    only while opening it: once text has reached the user, a failure is final.
+    A stream is retried only while opening it: once text has reached the user, a failure is final.
     """
 
     def __init__(
@@ -142,7 +122,7 @@ class RetryingModel(WrapperModel):
         self.retries = retries
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self._sleep = sleep or asyncio.sleep
+        self._sleep = sleep
 
     @property
     def model_name(self) -> str:
@@ -153,16 +133,15 @@ class RetryingModel(WrapperModel):
         return self.wrapped.system
 
     def delay(self, attempt: int, exc: BaseException) -> float:
-        wait = self.base_delay * (2**attempt) * random.uniform(0.75, 1.25)
-        after = getattr(exc, "retry_after", None)
-        if isinstance(after, int | float) and after > wait:
-            wait = float(after)
-        return min(wait, self.max_delay)
+        return backoff(attempt, exc, base=self.base_delay, cap=self.max_delay)
 
-    async def _pause(self, seconds: float) -> None:
-        result = self._sleep(seconds)
-        if asyncio.iscoroutine(result):
-            await result
+    def _policy(self, what: str):
+        def told(attempt: int, exc: BaseException, wait: float) -> None:
+            log.warning("%s %s failed (%s); retry %d/%d in %.1fs", self.model_name, what, type(exc).__name__,
+                        attempt, self.retries, wait)
+
+        return provider_retrying(retries=self.retries, base_delay=self.base_delay, max_delay=self.max_delay,
+                                 sleep=self._sleep, on_retry=told)
 
     async def request(
         self,
@@ -170,16 +149,9 @@ class RetryingModel(WrapperModel):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
-        for attempt in range(self.retries + 1):
-            try:
+        async for attempt in self._policy("request"):
+            with attempt:
                 return await self.wrapped.request(messages, model_settings, model_request_parameters)
-            except ModelAPIError as exc:
-                if attempt >= self.retries or not is_transient(exc):
-                    raise
-                wait = self.delay(attempt, exc)
-                log.warning("%s failed (%s); retry %d/%d in %.1fs", self.model_name, exc, attempt + 1,
-                            self.retries, wait)
-                await self._pause(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     @asynccontextmanager
@@ -190,24 +162,14 @@ class RetryingModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
         run_context: Any = None,
     ) -> AsyncGenerator[StreamedResponse]:
-        attempt = 0
-        while True:
-            opened = False
-            try:
-                async with self.wrapped.request_stream(
-                    messages, model_settings, model_request_parameters, run_context
-                ) as stream:
-                    opened = True
-                    yield stream
-                return
-            except ModelAPIError as exc:
-                if opened or attempt >= self.retries or not is_transient(exc):
-                    raise
-                wait = self.delay(attempt, exc)
-                log.warning("%s stream failed (%s); retry %d/%d in %.1fs", self.model_name, exc, attempt + 1,
-                            self.retries, wait)
-                await self._pause(wait)
-                attempt += 1
+        async with AsyncExitStack() as stack:
+            stream: StreamedResponse | None = None
+            async for attempt in self._policy("stream"):
+                with attempt:  # only opening the stream is retried
+                    stream = await stack.enter_async_context(
+                        self.wrapped.request_stream(messages, model_settings, model_request_parameters, run_context))
+            assert stream is not None
+            yield stream
 
 
 # ------------------------------------------------------------------ the registry
