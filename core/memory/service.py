@@ -15,6 +15,7 @@ write, search and delete filters on it. An id that belongs to another owner is
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import uuid
@@ -24,12 +25,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from core.conversations import validate_text
 from core.errors import NotFound, StoreUnavailable, ValidationError
 from core.memory.history import HistoryEntry, SqlHistory, attribution
+from core.memory.limits import check_id, check_metadata, check_plain, check_text, clean_labels
 from core.memory.types import MEMORY_TYPES, CandidateMemory, MemoryEvent, MemoryRecord, NewMemory, Scope
 
+log = logging.getLogger(__name__)
+
 MAX_MEMORY_CHARS = 2000
+STORE_FAILED = "The memory store is not available right now; nothing was changed. Try again in a moment."
 LIST_CAP = 100_000
 RRF_K = 60
 _ID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -126,17 +130,19 @@ def _rows(listed: Any) -> list[Any]:
     return list(listed or [])
 
 
-def _clean_list(values: Iterable[str] | None, name: str) -> list[str]:
-    out: list[str] = []
-    for v in values or ():
-        if not isinstance(v, str):
-            raise ValidationError(f"{name} must be a list of text values.", field=name)
-        v = " ".join(v.split())[:100]
-        if v and v.lower() not in {o.lower() for o in out}:
-            out.append(v)
-    if len(out) > 30:
-        raise ValidationError(f"At most 30 {name}.", field=name)
-    return out
+def _memory_text(text: Any, field: str = "text") -> str:
+    return check_text(text, field=field, limit=MAX_MEMORY_CHARS, what="The memory" if field == "text" else "The query")
+
+
+def _check_scope(scope: Scope) -> None:
+    """A scope a memory may be written to: an owner, a visible user id, optional agent and run ids."""
+    if not isinstance(scope, Scope) or not isinstance(scope.owner_id, str) or not scope.owner_id:
+        raise ValidationError("An owner is required.", field="owner_id")
+    check_id(scope.user_id, field="user_id")
+    for key in ("agent_id", "run_id"):
+        value = getattr(scope, key)
+        if value is not None:
+            check_id(value, field=key)
 
 
 class MemoryService:
@@ -166,7 +172,9 @@ class MemoryService:
         except (ValueError, TypeError) as exc:
             raise ValidationError(str(exc)) from exc
         except Exception as exc:  # the engine failed: say so, keep the caller's data
-            raise StoreUnavailable(f"The memory store failed: {type(exc).__name__}: {exc}") from exc
+            # The engine's own message may quote the statement and the memory text: never pass it on.
+            log.warning("memory store call %s failed: %s", getattr(fn, "__name__", "?"), type(exc).__name__)
+            raise StoreUnavailable(STORE_FAILED) from exc
 
     def _scope_filter(self, owner_id: str, flt: MemoryFilters | None = None) -> dict[str, Any]:
         if not owner_id:
@@ -177,21 +185,23 @@ class MemoryService:
         for key in ("user_id", "agent_id", "run_id"):
             value = getattr(flt, key)
             if value:
-                out[key] = value
+                out[key] = check_id(value, field=key, wildcard=True)
         if flt.types:
             bad = [t for t in flt.types if t not in MEMORY_TYPES]
             if bad:
                 raise ValidationError(f"Unknown memory type {bad[0]!r}.", field="types")
             out["type"] = {"in": list(flt.types)}
         if flt.tags:
-            out["tags"] = {"in": list(flt.tags)}
+            out["tags"] = {"in": clean_labels(flt.tags, field="tags")}
         if flt.people:
-            out["people"] = {"in": list(flt.people)}
+            out["people"] = {"in": clean_labels(flt.people, field="people")}
         rng: dict[str, Any] = {}
-        if flt.min_importance is not None:
-            rng["gte"] = int(flt.min_importance)
-        if flt.max_importance is not None:
-            rng["lte"] = int(flt.max_importance)
+        for op, bound in (("gte", flt.min_importance), ("lte", flt.max_importance)):
+            if bound is None:
+                continue
+            if isinstance(bound, bool) or not isinstance(bound, int) or not 0 <= bound <= 6:
+                raise ValidationError("Importance filters are whole numbers from 1 to 5.", field="importance")
+            rng[op] = bound
         if rng:
             out["importance"] = rng
         dates: dict[str, Any] = {}
@@ -201,10 +211,10 @@ class MemoryService:
             dates["lte"] = _iso(flt.created_before)
         if dates:
             out["created_at"] = dates
-        for key, value in (flt.metadata or {}).items():
+        for key, value in check_metadata(flt.metadata).items():
             if key in _OURS or key in _MEM0:
                 raise ValidationError(f"'{key}' is not a metadata field; use the dedicated filter.", field="metadata")
-            out[key] = value
+            out[key] = check_plain(value, field=f"metadata.{key}")
         return out
 
     def _owned(self, owner_id: str, memory_id: str) -> MemoryRecord:
@@ -234,15 +244,15 @@ class MemoryService:
             raise ValidationError("Importance is a whole number from 1 to 5.", field="importance")
         if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
             raise ValidationError("Confidence is a number from 0 to 1.", field="confidence")
-        meta = {k: v for k, v in (extra or {}).items() if k not in _OURS and k not in _MEM0}
+        meta = {k: v for k, v in check_metadata(extra).items() if k not in _OURS and k not in _MEM0}
         meta.update(
             owner_id=owner_id,
             type=type,
             importance=importance,
             confidence=float(confidence),
-            entities=_clean_list(entities, "entities"),
-            people=_clean_list(people, "people"),
-            tags=_clean_list(tags, "tags"),
+            entities=clean_labels(entities, field="entities"),
+            people=clean_labels(people, field="people"),
+            tags=clean_labels(tags, field="tags"),
             source=source,
         )
         return meta
@@ -264,7 +274,8 @@ class MemoryService:
         source: str = "ui",
     ) -> MemoryRecord:
         """Store ``text`` as one memory, verbatim (no model involved)."""
-        text = " ".join(validate_text(text, limit=MAX_MEMORY_CHARS).split())
+        _check_scope(scope)
+        text = _memory_text(text)
         meta = self._metadata(
             owner_id=scope.owner_id, type=type, importance=importance, confidence=confidence,
             entities=entities, people=people, tags=tags, source=source, extra=metadata,
@@ -307,6 +318,7 @@ class MemoryService:
             raise ValidationError("add_many takes a list of memories.", field="items")
         if not 1 <= batch_size <= 4096:
             raise ValidationError("batch_size must be between 1 and 4096.", field="batch_size")
+        _check_scope(scope)
         prepared: list[tuple[str, dict[str, Any]]] = []
         for index, item in enumerate(items):
             try:
@@ -316,7 +328,7 @@ class MemoryService:
                     item = NewMemory.model_validate(item)
                 elif not isinstance(item, NewMemory):
                     raise ValidationError("each memory is text, a NewMemory or a dict of its fields.")
-                text = " ".join(validate_text(item.text, limit=MAX_MEMORY_CHARS).split())
+                text = _memory_text(item.text)
                 meta = self._metadata(
                     owner_id=scope.owner_id, type=item.type, importance=item.importance,
                     confidence=item.confidence, entities=item.entities, people=item.people,
@@ -373,9 +385,10 @@ class MemoryService:
                             self.store.delete(vector_id=mem_id)
                         except Exception:  # noqa: BLE001 - best effort; the original error is raised
                             pass
+                    log.warning("memory import batch failed: %s", type(exc).__name__)
                     raise StoreUnavailable(
-                        f"The memory store failed ({type(exc).__name__}: {exc}); {len(saved)} of {len(prepared)} "
-                        "memories were saved before it, the rest were not."
+                        f"The memory store failed; {len(saved)} of {len(prepared)} memories were saved before it, "
+                        "the rest were not. Try the rest again in a moment."
                     ) from exc
             saved.extend(_record(mem_id, p) for mem_id, p in zip(ids, payloads, strict=True))
         return saved
@@ -406,7 +419,7 @@ class MemoryService:
         """Change text and/or fields; unchanged fields keep their values. mem0 records an UPDATE."""
         current = self._owned(owner_id, memory_id)
         if text is not None:
-            text = " ".join(validate_text(text, limit=MAX_MEMORY_CHARS).split())
+            text = _memory_text(text)
         meta = self._metadata(
             owner_id=owner_id,
             type=type if type is not None else current.type,
@@ -572,7 +585,7 @@ class MemoryService:
         returned ``score`` is the cosine similarity; order is the fused rank. ``mode`` may be
         ``dense`` or ``keyword`` for comparison.
         """
-        query = validate_text(query, limit=MAX_MEMORY_CHARS, field="query").strip()
+        query = _memory_text(query, field="query")
         if not 1 <= int(top_k) <= 1000:
             raise ValidationError("top_k must be between 1 and 1000.", field="top_k")
         if mode not in ("hybrid", "dense", "keyword"):
