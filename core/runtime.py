@@ -126,8 +126,13 @@ class Runtime:
             return ComponentStatus("vector store", False, str(exc))
         where = self.storage.qdrant_url if self.storage.mode == "server" else self.storage.vector_path
         kind = "Qdrant server" if self.storage.mode == "server" else "Qdrant Edge"
-        return ComponentStatus("vector store", True, f"{kind} · {where} · {count:,} memories",
-                               (time.perf_counter() - started) * 1000)
+        detail = f"{kind} · {where} · {count:,} memories"
+        # Reads and writes can work while the index rebuild fails (a damaged payload): say so.
+        problem = getattr(self.memory.store, "rebuild_problem", None)
+        if problem:
+            return ComponentStatus("vector store", False, f"{detail} · {problem}; erase or delete the damaged "
+                                   "memories (their ids are in the log)", (time.perf_counter() - started) * 1000)
+        return ComponentStatus("vector store", True, detail, (time.perf_counter() - started) * 1000)
 
     def _queue_probe(self) -> ComponentStatus:
         depth = self.queue.depth()

@@ -34,7 +34,7 @@ from core.api.schemas import (
 )
 from core.errors import NotFound, ValidationError
 from core.memory.limits import check_metadata, check_text
-from core.memory.service import LIST_CAP, MAX_MEMORY_CHARS, MemoryFilters
+from core.memory.service import MAX_MEMORY_CHARS, MemoryFilters
 from core.memory.types import NewMemory
 from core.metrics import METRICS
 
@@ -111,12 +111,13 @@ def list_memories(
     body = body or ListIn()
     flt = with_extras(parse_filters(body.filters), categories=body.categories, start_date=body.start_date,
                       end_date=body.end_date)
-    records = ctx.memory.get_all(caller.owner_id, flt, limit=LIST_CAP, include_expired=body.show_expired)
     start = (page - 1) * page_size
-    chunk = records[start:start + page_size]
-    more = start + page_size < len(records)
+    total = ctx.memory.count_matching(caller.owner_id, flt, include_expired=body.show_expired)
+    chunk = ctx.memory.get_all(caller.owner_id, flt, limit=page_size, offset=start,
+                               include_expired=body.show_expired) if start < total else []
+    more = start + page_size < total
     return Page(
-        count=len(records),
+        count=total,
         next=str(request.url.include_query_params(page=page + 1, page_size=page_size)) if more else None,
         previous=str(request.url.include_query_params(page=page - 1, page_size=page_size)) if page > 1 else None,
         results=[MemoryOut.of(r) for r in chunk],
