@@ -72,9 +72,14 @@ def hostile_requests(memory_id: str) -> list[Case]:
             add(f"optimus add {field}=[{label}]", "POST", "/v1/optimus/memories/", {"text": "harmless", field: [bad]})
         add(f"optimus add metadata key {label}", "POST", "/v1/optimus/memories/",
             {"text": "harmless", "metadata": {bad: "v"}})
-        # mem0's add (verbatim)
+        # mem0's add (verbatim, and learned from)
         add(f"mem0 add content={label}", "POST", "/v3/memories/add/",
             {"messages": [{"role": "user", "content": bad}], "infer": False})
+        if label in ("surrogate", "nul"):
+            add(f"mem0 inferred add content={label}", "POST", "/v3/memories/add/",
+                {"messages": [{"role": "user", "content": bad}]})
+        add(f"mem0 inferred add user_id={label}", "POST", "/v3/memories/add/",
+            {"messages": [{"role": "user", "content": "harmless"}], "user_id": bad})
         for field in ("user_id", "agent_id", "run_id"):
             add(f"mem0 add {field}={label}", "POST", "/v3/memories/add/",
                 {"messages": [{"role": "user", "content": "harmless"}], field: bad, "infer": False})
@@ -120,6 +125,16 @@ def hostile_requests(memory_id: str) -> list[Case]:
             add(f"delete entity {label}", "DELETE", f"/v2/entities/user/{q}/")
             add(f"delete all filters {label}", "DELETE",
                 "/v1/memories/?filters=" + quote(json.dumps({"user_id": bad}), safe=""))
+
+    # "*" means "any" in filters, so it is never an id
+    for path, body in (("/v1/optimus/memories/", {"text": "harmless", "user_id": "*"}),
+                       ("/v1/optimus/memories/batch/", {"agent_id": "*", "items": [{"text": "harmless"}]}),
+                       ("/v3/memories/add/", {"messages": [{"role": "user", "content": "x"}], "agent_id": "*",
+                                              "infer": False}),
+                       ("/v3/memories/add/", {"messages": [{"role": "user", "content": "x"}],
+                                              "filters": {"run_id": "*"}, "infer": False}),
+                       ("/v3/memories/add/", {"messages": [{"role": "user", "content": "x"}], "user_id": "*"})):
+        add(f"write with a * id: {path} {sorted(body)}", "POST", path, body)
 
     # metadata values may be any text, but not text that cannot be stored
     for label in ("surrogate", "nul"):

@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader
 from core.api.learning import ApiLearner
 from core.apikeys import ApiKeyStore, KeyOwner
 from core.errors import InvalidCredentials, RateLimited
+from core.memory.limits import check_id
 from core.memory.service import MemoryService
 from core.memory.types import Scope
 from core.runtime import Runtime
@@ -106,5 +107,8 @@ Caller = Annotated[KeyOwner, Depends(current_caller)]
 def scope_for(caller: KeyOwner, user_id: str | None, agent_id: str | None = None,
               run_id: str | None = None) -> Scope:
     """Where a new memory goes: ``user_id`` is the end-user inside the caller's account (default:
-    the account's own memories, the ones its chats use)."""
+    the account's own memories, the ones its chats use). ``"*"`` and ids that cannot be stored are 422."""
+    for key, value in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)):
+        if value is not None:
+            check_id(value, field=key)
     return Scope(owner_id=caller.owner_id, user_id=user_id or caller.owner_id, agent_id=agent_id, run_id=run_id)

@@ -2,7 +2,8 @@
 
 Accepted (mem0's v2/v3 filter language, the subset that maps onto our search):
 
-- ``user_id``, ``agent_id``, ``run_id``: a value, or ``"*"`` for any;
+- ``user_id``, ``agent_id``, ``run_id``: a value, or ``"*"``: "has a value, whatever it is" (so
+  ``agent_id="*"`` means "any agent", never "with or without an agent"; ``"*"`` is never an id);
 - ``created_at``: ``{"gte"|"gt"|"lte"|"lt": ISO date or datetime}``;
 - ``metadata``: ``{key: value}`` pairs that must all match;
 - ``categories`` (mem0's name) or ``tags``, ``people``, ``types`` (or ``type``): a value, a list,
@@ -36,12 +37,12 @@ def _fail(key: str, message: str) -> ValidationError:
 
 
 def _entity(key: str, value: Any) -> str | None:
-    if value is None or value == "*":
+    if value is None:
         return None
     if not isinstance(value, str):
         raise _fail(key, f"{key} must be a non-empty string (or \"*\" for any).")
     try:
-        return check_id(value, field=key)
+        return check_id(value, field=key, wildcard=True)
     except ValidationError as exc:
         raise _fail(key, exc.message) from None
 

@@ -73,9 +73,10 @@ def build_memory(settings: Settings, storage: Storage, *, qdrant_client: Any | N
     except Exception as exc:
         raise StoreUnavailable(f"Long-term memory could not start: {type(exc).__name__}: {exc}") from exc
     if client is not None:
-        from core.memory.vector_server import enable_keyword_search
+        from core.memory.vector_server import enable_keyword_search, match_wildcard_as_present
 
         enable_keyword_search(memory.vector_store)
+        match_wildcard_as_present(memory.vector_store)
     return memory
 
 

@@ -14,7 +14,10 @@ Three gaps in mem0's store are closed at its boundaries, without copying its cod
   ``enable_keyword_search`` hands it ``Bm25SparseEncoder``, Qdrant's own BM25 from qdrant_edge,
   computed in-process;
 * its ``<collection>_entities`` twin would be created unquantized: ``ensure_memory_collections``
-  prepares both.
+  prepares both;
+* its ``{"field": "*"}`` matches every point, also those without the field, while Qdrant Edge
+  and the REST API mean "has a value": ``match_wildcard_as_present`` gives it that meaning, so a
+  wildcard never widens a delete.
 """
 
 from __future__ import annotations
@@ -249,6 +252,20 @@ def enable_keyword_search(store: Any) -> Any:
     Call before the first insert, so every point carries its sparse vector. Returns ``store``.
     """
     store._bm25_encoder = Bm25SparseEncoder()
+    return store
+
+
+def match_wildcard_as_present(store: Any) -> Any:
+    """Make ``{"field": "*"}`` in mem0's Qdrant store match points where the field has a value (mem0
+    skips the condition, matching points without the field too). Returns ``store``."""
+    build = store._build_field_condition
+
+    def field_condition(key: str, value: Any) -> Any:
+        if isinstance(value, str) and value == "*":
+            return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))])
+        return build(key, value)
+
+    store._build_field_condition = field_condition
     return store
 
 
