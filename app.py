@@ -28,9 +28,9 @@ from starlette.routing import Route
 
 from core.auth import SESSION_COOKIE, AuthService
 from core.errors import AppError, InvalidCredentials
+from core.logs import configure_logging, new_error_id
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-logging.getLogger("alembic").setLevel(logging.WARNING)
+configure_logging()
 log = logging.getLogger("optimus.app")
 
 
@@ -49,8 +49,10 @@ def _route(handler: Callable[[Request], Response]) -> Callable[[Request], Respon
         try:
             response = handler(request)
         except AppError as exc:  # bad settings or unreachable storage, as the start-up page says
-            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-            response = JSONResponse({"error": exc.message}, status_code=503)
+            error_id = new_error_id()  # the page itself shows operators the reason; the route says no more
+            log.warning("error %s: %s %s: %s", error_id, request.method, request.url.path, type(exc).__name__)
+            response = JSONResponse({"error": "Optimus is not available right now.", "error_id": error_id},
+                                    status_code=503)
         return _private(response)
 
     return wrapper

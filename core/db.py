@@ -53,6 +53,7 @@ def make_engine(url: str, *, connect_timeout: float = 5.0, echo: bool = False) -
         engine = create_engine(
             parsed,
             echo=echo,
+            hide_parameters=True,  # errors and echo never quote statement parameters (memory and message text)
             connect_args={"check_same_thread": False, "timeout": 10},
         )
         event.listen(engine, "connect", _on_sqlite_connect)
@@ -63,6 +64,7 @@ def make_engine(url: str, *, connect_timeout: float = 5.0, echo: bool = False) -
         return create_engine(
             parsed,
             echo=echo,
+            hide_parameters=True,
             pool_pre_ping=True,
             pool_size=5,
             max_overflow=10,

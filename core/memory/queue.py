@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
+from core.logs import exception_summary
 from core.memory.types import MemoryEvent, Scope
 from core.schema import pending_extractions as jobs
 
@@ -201,7 +202,7 @@ class ExtractionWorker:
                 events = self._process(job)
             except Exception as exc:  # any failure keeps the job; it is retried with backoff
                 status = self.queue.fail(job.id, f"{type(exc).__name__}: {exc}")
-                log.warning("extraction job %s failed (%s): %s", job.id, status, exc)
+                log.warning("extraction job %s failed (%s): %s", job.id, status, exception_summary(exc))
                 failed += 1
             else:
                 self.queue.complete(job.id, events)
@@ -215,8 +216,8 @@ class ExtractionWorker:
         while not self._stop.is_set():
             try:
                 result = self.run_once()
-            except Exception:  # the database may be briefly unavailable; try again later
-                log.exception("extraction worker iteration failed")
+            except Exception as exc:  # the database may be briefly unavailable; try again later
+                log.error("extraction worker iteration failed: %s", exception_summary(exc))
                 result = {"done": 0, "failed": 0}
             if not result["done"] and not result["failed"]:
                 self._wake.wait(self.poll)

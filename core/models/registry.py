@@ -118,6 +118,13 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ModelHTTPError) and (exc.status_code == 429 or exc.status_code >= 500)
 
 
+def _brief(exc: BaseException) -> str:
+    """A provider error for the log: its type and HTTP status, never its body (which may quote the
+    conversation or a key)."""
+    status = getattr(exc, "status_code", None)
+    return type(exc).__name__ + (f" {status}" if status is not None else "")
+
+
 class RetryingModel(WrapperModel):
     """Retries transient provider failures (429, 5xx, dropped connections) with exponential backoff.
 
@@ -174,7 +181,7 @@ class RetryingModel(WrapperModel):
                 if attempt >= self.retries or not is_transient(exc):
                     raise
                 wait = self.delay(attempt, exc)
-                log.warning("%s failed (%s); retry %d/%d in %.1fs", self.model_name, exc, attempt + 1,
+                log.warning("%s failed (%s); retry %d/%d in %.1fs", self.model_name, _brief(exc), attempt + 1,
                             self.retries, wait)
                 await self._pause(wait)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -201,7 +208,7 @@ class RetryingModel(WrapperModel):
                 if opened or attempt >= self.retries or not is_transient(exc):
                     raise
                 wait = self.delay(attempt, exc)
-                log.warning("%s stream failed (%s); retry %d/%d in %.1fs", self.model_name, exc, attempt + 1,
+                log.warning("%s stream failed (%s); retry %d/%d in %.1fs", self.model_name, _brief(exc), attempt + 1,
                             self.retries, wait)
                 await self._pause(wait)
                 attempt += 1
