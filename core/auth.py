@@ -798,13 +798,25 @@ class AuthService:
         """
         require_role(actor, "user" if actor.id == user_id else "admin")
         with self._engine.begin() as conn:
-            target = self._target(conn, user_id)
-            if target.role == "admin" and not target.locked and self._unlocked_admins_except(conn, user_id) == 0:
-                raise PermissionDenied("This is the last administrator and cannot be deleted.")
+            self._deletable(conn, user_id)
             conn.execute(delete(users).where(users.c.id == user_id))
             # No username in the detail: erasure pseudonymises ids in the log, a name would undo that.
             self.audit.record("account.erase", actor_id=actor.id, subject_id=user_id, ip=ip,
                               detail={"by": "self" if actor.id == user_id else "admin"}, conn=conn)
+
+    def check_delete(self, actor: User, user_id: str) -> None:
+        """Raise what :meth:`delete_user` would raise, changing nothing: erasure asks first, so it never
+        erases a person's data and then finds the account may not go."""
+        require_role(actor, "user" if actor.id == user_id else "admin")
+        with self._engine.begin() as conn:
+            self._deletable(conn, user_id)
+
+    def _deletable(self, conn: Connection, user_id: str) -> User:
+        target = self._target(conn, user_id)
+        if target.role == "admin" and not target.locked and self._unlocked_admins_except(conn, user_id) == 0:
+            raise PermissionDenied("This is the last administrator and cannot be deleted; make someone else an "
+                                   "admin first.")
+        return target
 
     # --- OIDC (st.login) ------------------------------------------------------------------
     def user_for_oidc(

@@ -97,7 +97,8 @@ class Runtime:
 
         return GdprService(engine=self.storage.engine, users=self.users, conversations=self.conversations,
                            memory=lambda: self.memory, audit=self.audit,
-                           delete_user=lambda actor, user_id: self.auth.delete_user(actor, user_id))
+                           delete_user=lambda actor, user_id: self.auth.delete_user(actor, user_id),
+                           check_delete=self.auth.check_delete)
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition for this process (served at ``/metrics``)."""
