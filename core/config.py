@@ -165,6 +165,9 @@ class Settings(BaseSettings):
         1_000_000, ge=1024, le=100_000_000, description="Largest request body accepted (413 above).")
     api_cors_origins: CommaList = Field(
         [], description="Browser origins allowed to call the API, comma-separated; none by default.")
+    trusted_proxies: CommaList = Field(
+        [], description="Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is "
+                        "believed for per-address limits; none by default.")
     scripted_models: bool = Field(
         False, description="Offer scripted test models (test:echo, test:memory) for demos and end-to-end tests.")
     local_model_path: Path | None = Field(
@@ -203,12 +206,26 @@ class Settings(BaseSettings):
         )
 
     @field_validator("ollama_models", "openai_compatible_models", "extra_models", "oidc_admin_emails",
-                     "api_cors_origins", mode="before")
+                     "api_cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from core.proxies import parse_networks
+
+        parse_networks(value)  # a typo must stop the start, not quietly trust nobody (or everybody)
+        return value
+
+    @property
+    def trusted_networks(self) -> list:
+        from core.proxies import parse_networks
+
+        return parse_networks(self.trusted_proxies)
 
     @field_validator("conversation_ttl", mode="before")
     @classmethod
