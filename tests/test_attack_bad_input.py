@@ -89,7 +89,8 @@ def hostile_requests(memory_id: str) -> list[Case]:
             add(f"mem0 add {field}=[{label}]", "POST", "/v3/memories/add/",
                 {"messages": [{"role": "user", "content": "harmless"}], field: [bad], "infer": False})
         # bulk import
-        add(f"batch add text={label}", "POST", "/v1/optimus/memories/batch/", {"items": [{"text": "ok"}, {"text": bad}]})
+        add(f"batch add text={label}", "POST", "/v1/optimus/memories/batch/",
+            {"items": [{"text": "ok"}, {"text": bad}]})
         add(f"batch add tags=[{label}]", "POST", "/v1/optimus/memories/batch/",
             {"items": [{"text": "ok", "tags": [bad]}]})
         add(f"batch add user_id={label}", "POST", "/v1/optimus/memories/batch/",
@@ -327,7 +328,8 @@ def test_every_hostile_input_gets_a_4xx_with_a_message_and_changes_nothing(api, 
                 failures.append(f"{name}: {status} {data[:200]!r}")
     finally:
         client.close()
-    assert not failures, f"{len(failures)} of {len(cases)} hostile requests were not a clean 4xx:\n" + "\n".join(failures)
+    summary = f"{len(failures)} of {len(cases)} hostile requests were not a clean 4xx:\n"
+    assert not failures, summary + "\n".join(failures)
     assert len(client.sockets) == 1  # one keep-alive connection carried every request
 
     with http(api, key) as c:

@@ -112,7 +112,8 @@ def test_an_unexpected_error_answers_500_and_logs_no_message(api, runtime, caplo
     _, key = account(runtime)
     with http(api, key) as c:
         r = c.get("/test-only/boom")
-    assert r.status_code == 500 and r.json() == {"detail": "Internal server error.", "error_id": r.headers["x-error-id"]}
+    assert r.status_code == 500
+    assert r.json() == {"detail": "Internal server error.", "error_id": r.headers["x-error-id"]}
     log_text = logged(caplog)
     assert f"error {r.json()['error_id']}" in log_text and "RuntimeError" in log_text
     assert MARKER not in log_text and "SELECT" not in log_text

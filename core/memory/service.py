@@ -745,10 +745,9 @@ class MemoryService:
             key = f"{kind}_id"
             for name, total in sorted(self._call(reads.facet, key, base, limit=LIST_CAP)):
                 flt = {**base, key: name}
-                first = self._call(reads.newest, flt, limit=1, oldest_first=True)
-                last = self._call(reads.newest, flt, limit=1)
-                out.append(EntityStats(kind, str(name), total, (first[0].payload or {}).get("created_at") if first else None,
-                                       (last[0].payload or {}).get("created_at") if last else None))
+                stamps = [self._call(reads.newest, flt, limit=1, oldest_first=oldest) for oldest in (True, False)]
+                first, last = ((rows[0].payload or {}).get("created_at") if rows else None for rows in stamps)
+                out.append(EntityStats(kind, str(name), total, first, last))
         return out
 
     # ------------------------------------------------------------------ maintenance

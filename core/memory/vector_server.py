@@ -301,8 +301,9 @@ class ServerReads:
         out: list[str] = []
         offset = None
         while len(out) < limit:
-            records, offset = self._client.scroll(self._collection, scroll_filter=flt, limit=min(1_000, limit - len(out)),
-                                                  offset=offset, with_payload=False, with_vectors=False)
+            records, offset = self._client.scroll(self._collection, scroll_filter=flt,
+                                                  limit=min(1_000, limit - len(out)), offset=offset,
+                                                  with_payload=False, with_vectors=False)
             out.extend(str(r.id) for r in records)
             if offset is None or not records:
                 break
@@ -310,7 +311,8 @@ class ServerReads:
 
     def newest(self, filters: dict | None = None, *, live_on: date | None = None, limit: int = 100,
                oldest_first: bool = False) -> list[Any]:
-        order = models.OrderBy(key=CREATED_AT, direction=models.Direction.ASC if oldest_first else models.Direction.DESC)
+        direction = models.Direction.ASC if oldest_first else models.Direction.DESC
+        order = models.OrderBy(key=CREATED_AT, direction=direction)
         flt = self._filter(filters, live_on)
         try:
             records, _ = self._client.scroll(self._collection, scroll_filter=flt, limit=max(1, int(limit)),
