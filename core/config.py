@@ -160,7 +160,11 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the API server binds; 0.0.0.0 serves the network.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API server.")
     api_rate_limit_per_minute: int = Field(
-        120, ge=0, le=1_000_000, description="Requests per API key per minute; 0 = unlimited.")
+        120, ge=0, le=1_000_000,
+        description="Requests per account per minute, all its keys together; 0 = unlimited.")
+    api_rate_limit_per_address_per_minute: int = Field(
+        600, ge=0, le=1_000_000,
+        description="Requests per client address per minute, counted before the key is looked up; 0 = unlimited.")
     api_max_body_bytes: int = Field(
         1_000_000, ge=1024, le=100_000_000, description="Largest request body accepted (413 above).")
     api_cors_origins: CommaList = Field(

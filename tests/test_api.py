@@ -42,7 +42,8 @@ class LiveServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        # As `python -m core.api` runs it: uvicorn's X-Forwarded-For handling is off (OPTIMUS_TRUSTED_PROXIES decides).
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def start(self) -> LiveServer:
@@ -72,7 +73,7 @@ def serve(app: FastAPI) -> Iterator[str]:
 def api_settings(root: Path, **overrides):
     """Settings for a test runtime under ``root`` (no rate limit unless asked)."""
     values = dict(data_dir=root / "data", model_cache_dir=MODEL_CACHE, embedder_backend="onnx",
-                  api_rate_limit_per_minute=0)
+                  api_rate_limit_per_minute=0, api_rate_limit_per_address_per_minute=0)
     values.update(overrides)
     return load_settings(**values)
 

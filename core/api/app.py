@@ -48,8 +48,10 @@ def _context(runtime: Runtime, settings: Settings, memory_model: Model | None) -
     return ApiContext(
         runtime=runtime,
         keys=ApiKeyStore(runtime.storage.engine),
-        limiter=RateLimiter(settings.api_rate_limit_per_minute),
+        limiter=RateLimiter(settings.api_rate_limit_per_minute, who="this account"),
         learner=ApiLearner(runtime, memory_model),
+        address_limiter=RateLimiter(settings.api_rate_limit_per_address_per_minute, who="this address"),
+        trusted_proxies=settings.trusted_networks,
     )
 
 
