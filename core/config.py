@@ -326,7 +326,9 @@ def resolve_jwt_secret(settings: Settings, data_dir: Path | None = None) -> Secr
     if settings.jwt_secret is not None:
         return settings.jwt_secret
     directory = Path(data_dir or settings.data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=0o700)
+        directory.chmod(0o700)
     path = directory / JWT_SECRET_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

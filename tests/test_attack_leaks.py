@@ -1,9 +1,10 @@
 """Threat model: what the server says when things go wrong reaches people it should not.
 
-Readers: an API client who provokes failures and reads the answers; whoever reads the logs (an
-operator, a log pipeline, a support ticket they are pasted into). Goal: learn internals (SQL
-statements, stack frames, file paths) from error answers, or find memory text, message text,
-API keys or tokens in the logs.
+Readers: an API client who provokes failures and reads the answers; anyone who can reach
+``/health``; whoever reads the logs (an operator, a log pipeline, a support ticket they are pasted
+into); other users of the same machine. Goal: learn internals (SQL statements, stack frames, file
+paths, the database URL, user counts) from answers, find memory text, message text, API keys or
+tokens in the logs, or read the data files.
 
 What must hold:
 
@@ -11,7 +12,9 @@ What must hold:
   an error id; an unexpected error answers 500 with an error id; neither carries the cause's text;
 * the log line with that error id says what failed by types and places only;
 * at every log level, no log record holds memory text, message text, a key or a token: not ours,
-  not SQLAlchemy's (parameters are hidden), not mem0's (which logs every update's text at INFO).
+  not SQLAlchemy's (parameters are hidden), not mem0's (which logs every update's text at INFO);
+* ``/health`` without an admin's key says only whether the service is up;
+* the data dir is created 0700 and the database and the JWT secret 0600.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 from sqlalchemy import text
 
 from core.api.app import create_app
+from core.memory.types import Scope
 from core.runtime import Runtime, open_runtime
 from tests.test_api import account, api_settings, http, serve
 
@@ -140,3 +144,35 @@ def test_no_log_record_holds_memory_text_messages_or_keys(api, runtime, caplog):
     assert caplog.records, "nothing was logged at all: the test would prove nothing"
     for secret in (MARKER, key, key[3:], "om_" + "x" * 43):
         assert secret not in log_text
+
+
+def test_health_without_an_admin_key_says_only_whether_it_is_up(api, runtime):
+    _, key = account(runtime)
+    _, admin_key = account(runtime, role="admin")
+    data_dir = str(runtime.storage.data_dir)
+    with http(api) as anonymous, http(api, key) as user, http(api, admin_key) as admin:
+        for client in (anonymous, user):
+            r = client.get("/health")
+            assert r.status_code == 200 and r.json() == {"status": runtime.health().status}
+            assert data_dir not in r.text and "sqlite" not in r.text.lower()
+        full = admin.get("/health").json()
+        assert {"components", "counts", "sizes"} <= set(full) and "users" in full["counts"]
+    with http(api, "om_" + "q" * 43) as forged:
+        assert forged.get("/health").status_code == 401
+
+
+def test_the_data_dir_and_database_are_private_to_their_user(tmp_path):
+    import stat
+
+    rt = open_runtime(api_settings(tmp_path / "fresh"))
+    try:
+        rt.memory.add(Scope.personal("someone"), "private")
+        data = rt.storage.data_dir
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (data, data / "optimus.db", data / "jwt_secret")}
+        wal = data / "optimus.db-wal"
+        if wal.exists():
+            modes[wal.name] = stat.S_IMODE(wal.stat().st_mode)
+    finally:
+        rt.close()
+    assert modes.pop(data.name) == 0o700
+    assert set(modes.values()) == {0o600}, modes

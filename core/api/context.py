@@ -87,7 +87,7 @@ def api_context(request: Request) -> ApiContext:
     return ctx
 
 
-_key_header = APIKeyHeader(
+key_header = APIKeyHeader(
     name="Authorization", auto_error=False, scheme_name="ApiKey",
     description="`Token om_…` (what mem0's client sends) or `Bearer om_…`.",
 )
@@ -105,7 +105,7 @@ def key_from_header(value: str | None) -> str:
 def current_caller(
     request: Request,
     ctx: Annotated[ApiContext, Depends(api_context)],
-    authorization: Annotated[str | None, Security(_key_header)] = None,
+    authorization: Annotated[str | None, Security(key_header)] = None,
 ) -> KeyOwner:
     """The account the request's key acts as; 401 for a missing/forged/revoked key, 429 over a limit.
 
