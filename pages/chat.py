@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.errors import AppError
 from core.memory.types import MemoryEvent
+from core.rendering import inert_markdown, inert_stream
 from core.usage import estimate_cost
 from pages.common import get_runtime, require_user, selected_model
 
@@ -93,7 +94,7 @@ def _memory_panel(message) -> None:
         if recalled:
             st.markdown("**Recalled for this reply**")
             for r in recalled:
-                st.markdown(f"- {r['text']}")
+                st.markdown(f"- {inert_markdown(r['text'])}")
         else:
             st.caption("Nothing was recalled for this reply.")
         if status in {"pending", "running"}:
@@ -104,7 +105,7 @@ def _memory_panel(message) -> None:
             word, icon = EVENT_LABEL[event.event]
             text = event.text or event.previous_text or ""
             cols = st.columns([6, 1], vertical_alignment="center")
-            cols[0].markdown(f"{icon} **{word}:** {text}")
+            cols[0].markdown(f"{icon} **{word}:** {inert_markdown(text)}")
             cols[1].button("Undo", key=f"undo-{message.id}-{i}", on_click=_undo, args=(event,))
         if learned is not None and not events and status == "done":
             st.caption("Nothing new to remember from this exchange.")
@@ -131,7 +132,7 @@ if not history:
 live_panel = st.fragment(run_every=2)(_memory_panel)
 for index, message in enumerate(history):
     with st.chat_message(message.role):
-        st.markdown(message.content)
+        st.markdown(inert_markdown(message.content))
         if message.role == "assistant":
             st.caption(_reply_caption(message))
             pending = chat.turn_status(user.id, message.id) in {"pending", "running"}
@@ -143,7 +144,7 @@ unanswered = bool(history) and history[-1].role == "user"
 def _stream(turn) -> None:
     with st.chat_message("assistant"):
         try:
-            st.write_stream(turn)
+            st.write_stream(inert_stream(turn))
         except AppError as exc:
             st.error(exc.message, icon=":material/error:")
             st.button("Retry", icon=":material/refresh:", key="retry-after-error")
@@ -174,5 +175,5 @@ if prompt is not None:
         st.error(exc.message, icon=":material/error:")
     else:
         with st.chat_message("user"):
-            st.markdown(prompt)
+            st.markdown(inert_markdown(prompt))
         _stream(turn)
