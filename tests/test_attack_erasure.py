@@ -53,7 +53,7 @@ def everything_about(rt: Runtime, name: str, ip: str) -> dict[str, Any]:
         with pytest.raises(InvalidCredentials):
             rt.auth.login(name, "not the password at all", ip=ip)
     login = rt.auth.login(name, PASSWORD, ip=ip, user_agent=f"{name}-browser/1.0")
-    rt.auth.mint_handoff(login.session)
+    rt.auth.mint_handoff(login.session, browser=f"{name}-browser-cookie-0000")
     conv = rt.conversations.create(person.id, f"{name} trip plans")
     rt.conversations.append(conv.id, "user", f"{name} flies to Kyoto in May", user_id=person.id)
     rt.conversations.append(conv.id, "assistant", f"Enjoy Kyoto, {name}!", user_id=person.id)
