@@ -11,7 +11,11 @@ Cookie routes (the cookie is ``optimus_session``: HttpOnly, SameSite=Strict, Pat
 over HTTPS; it holds the access token and expires with it):
 
 * ``GET /api/session/start?t=HANDOFF``: trade a 60-second single-use handoff token (minted after
-  the password check, see ``pages/auth_session.py``) for the cookie, then 303 to ``/``;
+  the password check, see ``pages/auth_session.py``) for the cookie, then 303 to ``/``. The token
+  is bound to the browser that signed in: every browser gets an ``optimus_browser`` pre-session
+  cookie (HttpOnly, SameSite=Strict) with its first response (:class:`BrowserCookie`), the login
+  page mints the token for that value, and the route refuses it from any other browser — so a
+  link minted by an attacker cannot sign a victim into the attacker's account (login CSRF);
 * ``GET|POST /api/session/end``: end the cookie's session, clear the cookie, 303 to ``/``;
 * ``GET /api/session/me``: the cookie's user as JSON (401 without a valid one); renews the
   cookie when the token is past half its life.
@@ -20,17 +24,20 @@ over HTTPS; it holds the access token and expires with it):
 import functools
 import logging
 from collections.abc import Callable
+from http.cookies import SimpleCookie
 
 import streamlit as st
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.auth import SESSION_COOKIE, AuthService
+from core.auth import BROWSER_COOKIE, SESSION_COOKIE, AuthService, new_browser_id
 from core.errors import AppError, InvalidCredentials
+from core.logs import configure_logging, new_error_id
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-logging.getLogger("alembic").setLevel(logging.WARNING)
+configure_logging()
 log = logging.getLogger("optimus.app")
 
 
@@ -49,8 +56,10 @@ def _route(handler: Callable[[Request], Response]) -> Callable[[Request], Respon
         try:
             response = handler(request)
         except AppError as exc:  # bad settings or unreachable storage, as the start-up page says
-            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-            response = JSONResponse({"error": exc.message}, status_code=503)
+            error_id = new_error_id()  # the page itself shows operators the reason; the route says no more
+            log.warning("error %s: %s %s: %s", error_id, request.method, request.url.path, type(exc).__name__)
+            response = JSONResponse({"error": "Optimus is not available right now.", "error_id": error_id},
+                                    status_code=503)
         return _private(response)
 
     return wrapper
@@ -91,9 +100,9 @@ def start_session(request: Request) -> Response:
         return response
     auth = _auth()
     try:
-        login = auth.redeem_handoff(token)
+        login = auth.redeem_handoff(token, browser=request.cookies.get(BROWSER_COOKIE))
     except InvalidCredentials:
-        return response  # expired or used: back to the login page, no cookie
+        return response  # expired, used or minted in another browser: back to the login page, no cookie
     _set_session_cookie(response, request, login.token, auth)
     return response
 
@@ -148,7 +157,44 @@ ROUTES = [
     Route("/metrics", metrics, methods=["GET"]),
 ]
 
-app = st.App(__file__, routes=ROUTES)
+class BrowserCookie:
+    """Sets the ``optimus_browser`` pre-session cookie on the first response a browser gets (the page,
+    before any login), so the login page can bind its hand-off to this browser."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _request_cookie(scope, BROWSER_COOKIE):
+            await self.app(scope, receive, send)
+            return
+        cookie = f"{BROWSER_COOKIE}={new_browser_id()}; Path=/; HttpOnly; SameSite=Strict"
+        forwarded = _request_header(scope, b"x-forwarded-proto").split(",")[0].strip().lower()
+        if scope.get("scheme") == "https" or forwarded == "https":
+            cookie += "; Secure"
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def _request_header(scope: Scope, name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == name), "")
+
+
+def _request_cookie(scope: Scope, name: str) -> str | None:
+    jar = SimpleCookie()
+    try:
+        jar.load(_request_header(scope, b"cookie"))
+    except Exception:  # noqa: BLE001 - a malformed Cookie header is a browser without our cookie
+        return None
+    return jar[name].value if name in jar else None
+
+
+app = st.App(__file__, routes=ROUTES, middleware=[Middleware(BrowserCookie)])
 
 if st.runtime.exists():
     st.set_page_config(page_title="Optimus", page_icon=":material/neurology:", layout="wide")

@@ -140,9 +140,10 @@ class ApiKeyStore:
             self._record(conn, "apikey.create", owner_id, key, actor_id)
         return key, plaintext
 
-    def verify(self, plaintext: str) -> KeyOwner:
-        """The account ``plaintext`` acts as; counts the use. :class:`InvalidCredentials` for an
-        unknown, malformed or revoked key and for a locked or deleted owner (one message for all)."""
+    def verify(self, plaintext: str, *, count_use: bool = True) -> KeyOwner:
+        """The account ``plaintext`` acts as; counts the use unless ``count_use`` is False (the API
+        counts it with :meth:`record_use` once the request is accepted). :class:`InvalidCredentials`
+        for an unknown, malformed or revoked key and for a locked or deleted owner (one message)."""
         if not looks_like_key(plaintext):
             raise InvalidCredentials(_INVALID)
         digest = hash_key(plaintext)
@@ -158,12 +159,19 @@ class ApiKeyStore:
                 raise InvalidCredentials(_INVALID)
             if row.revoked_at is not None or row.locked_at is not None:
                 raise InvalidCredentials(_INVALID)
-            conn.execute(
-                update(api_keys).where(api_keys.c.id == row.id)
-                .values(usage_count=api_keys.c.usage_count + 1, last_used_at=self._clock())
-            )
+            if count_use:
+                self._count_use(conn, row.id)
         return KeyOwner(key_id=row.id, key_name=row.name, owner_id=row.owner_id, username=row.username,
                         email=row.email, role=row.role)
+
+    def record_use(self, key_id: str) -> None:
+        """Count one accepted request made with the key."""
+        with self._engine.begin() as conn:
+            self._count_use(conn, key_id)
+
+    def _count_use(self, conn: Connection, key_id: str) -> None:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id)
+                     .values(usage_count=api_keys.c.usage_count + 1, last_used_at=self._clock()))
 
     def for_owner(self, owner_id: str, *, include_revoked: bool = True) -> list[ApiKey]:
         """The owner's keys, newest first."""

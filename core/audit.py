@@ -1,9 +1,11 @@
 """The audit log: an append-only record of who did what to whom, when and from where.
 
-Services call :meth:`AuditLog.record` once per action. Nothing here updates or deletes an event.
-A detail is a small JSON object about the action; keys that could carry a secret (password,
-token, secret, hash, captcha answer…) are replaced by ``"[redacted]"`` before they are stored,
-so a careless caller cannot leak one into the trail. Reading and exporting are for admins.
+Services call :meth:`AuditLog.record` once per action. Nothing here deletes an event, and the one
+change ever made to one is :meth:`AuditLog.pseudonymise`, when a person is erased: the log keeps
+what happened, not who it was. A detail is a small JSON object about the action; keys that could
+carry a secret (password, token, secret, hash, captcha answer…) are replaced by ``"[redacted]"``
+before they are stored, so a careless caller cannot leak one into the trail. Reading and
+exporting are for admins.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, or_, select, update
 
 from core.schema import audit_events
 from core.users import User, require_role
@@ -46,6 +48,9 @@ EVENTS = frozenset({
 })
 DETAIL_MAX_CHARS = 2000
 REDACTED = "[redacted]"
+# Detail keys whose values are words a person chose or that identify them (a key's name, an email);
+# erasure removes them from the events about that person.
+PERSONAL_DETAIL_KEYS = frozenset({"name", "username", "email", "title", "user_agent", "text"})
 _SECRET_KEY = re.compile(r"pass|token|secret|hash|captcha|answer|cookie|authorization|api_?key", re.IGNORECASE)
 _CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = ("id", "time", "event", "actor_id", "subject_id", "ip", "detail")
@@ -70,6 +75,16 @@ def _redact(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _scrub(value: Any, user_id: str, alias: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub(v, user_id, alias) for k, v in value.items() if k not in PERSONAL_DETAIL_KEYS}
+    if isinstance(value, list):
+        return [_scrub(v, user_id, alias) for v in value]
+    if isinstance(value, str):
+        return value.replace(user_id, alias)
+    return value
 
 
 def _encode_detail(detail: dict[str, Any] | None) -> str | None:
@@ -125,6 +140,26 @@ class AuditLog:
             return conn.execute(statement).scalar_one()
         with self._engine.begin() as own:
             return own.execute(statement).scalar_one()
+
+    def pseudonymise(self, user_id: str, alias: str, *, conn: Connection) -> int:
+        """Erase a person from the log, keeping the events: ``user_id`` becomes ``alias`` wherever it
+        appears (actor, subject, anywhere in a detail), the detail loses its personal fields
+        (:data:`PERSONAL_DETAIL_KEYS`) and events by or about the person lose their address.
+        Runs in the caller's transaction; returns how many events changed."""
+        e = audit_events.c
+        rows = conn.execute(select(e.id, e.actor_id, e.subject_id, e.detail).where(
+            or_(e.actor_id == user_id, e.subject_id == user_id, e.detail.contains(user_id, autoescape=True)))).all()
+        for row in rows:
+            values: dict[str, Any] = {}
+            if row.actor_id == user_id:
+                values.update(actor_id=alias[:32], ip=None)
+            if row.subject_id == user_id:
+                values.update(subject_id=alias, ip=None)
+            if row.detail:
+                values["detail"] = json.dumps(_scrub(json.loads(row.detail), user_id, alias), ensure_ascii=False,
+                                              sort_keys=True, separators=(",", ":"))
+            conn.execute(update(audit_events).where(e.id == row.id).values(**values))
+        return len(rows)
 
     def query(
         self,

@@ -14,10 +14,14 @@
   is required; the ``max_failures``-th (5) locks the username until the window that began with
   the oldest of them ends, after which counting starts afresh. ``ip_max_failures`` (20) failures
   from one address within the window refuse every login from it (any username, even with the
-  right password and CAPTCHA) until the oldest of them leaves the window.
+  right password and CAPTCHA) until the oldest of them leaves the window. Logins whose address is
+  unknown share one such count: an unknown address never escapes the limit. An admin-locked
+  account answers exactly like a wrong password, whether the password is right or not.
 * **Browser handoff**: after a login in the Streamlit session, :meth:`AuthService.mint_handoff`
   gives a 60-second single-use token that the ``/api/session/start`` route trades for the
-  HttpOnly cookie (:meth:`AuthService.redeem_handoff`).
+  HttpOnly cookie (:meth:`AuthService.redeem_handoff`). The token is bound to the browser that
+  signed in (its ``optimus_browser`` pre-session cookie), so a hand-off minted in an attacker's
+  browser cannot sign a victim's browser into the attacker's account (login CSRF).
 * **RBAC**: roles ``user`` and ``admin``; admin operations check :func:`require_role` here, and
   the last unlocked admin can be neither demoted, locked nor deleted.
 
@@ -62,13 +66,14 @@ if TYPE_CHECKING:
     from core.config import Settings
 
 __all__ = [
-    "SESSION_COOKIE", "AuthPolicy", "AuthService", "AuthSession", "Captcha", "Login", "Verified",
-    "check_password_strength", "require_role",
+    "BROWSER_COOKIE", "SESSION_COOKIE", "AuthPolicy", "AuthService", "AuthSession", "Captcha", "Login", "Verified",
+    "check_password_strength", "new_browser_id", "require_role",
 ]
 
 ALGORITHM = "HS256"
 ISSUER = "optimus"
 SESSION_COOKIE = "optimus_session"
+BROWSER_COOKIE = "optimus_browser"  # pre-session cookie a hand-off is bound to
 HANDOFF_SECONDS = 60
 CAPTCHA_SECONDS = 300
 MIN_SECRET_BYTES = 32
@@ -165,6 +170,15 @@ def _session(row) -> AuthSession:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _browser_ok(browser: str | None) -> bool:
+    return isinstance(browser, str) and 16 <= len(browser) <= 128
+
+
+def new_browser_id() -> str:
+    """The value of a new pre-session cookie (:data:`BROWSER_COOKIE`)."""
+    return secrets.token_urlsafe(24)
 
 
 def _prehash(password: str) -> bytes:
@@ -372,12 +386,12 @@ class AuthService:
         return list(failures), None
 
     def _address_locked_until(self, conn: Connection, ip: str | None, now: datetime) -> datetime | None:
-        if not ip:
-            return None
         limit = self.policy.ip_max_failures
+        # Unknown addresses are one address: not knowing who is guessing must not mean no limit.
+        same_address = login_attempts.c.ip.is_(None) if not ip else login_attempts.c.ip == ip[:64]
         failures = conn.execute(
             select(login_attempts.c.created_at).where(
-                login_attempts.c.ip == ip[:64], login_attempts.c.outcome.in_(("failed", "captcha")),
+                same_address, login_attempts.c.outcome.in_(("failed", "captcha")),
                 login_attempts.c.created_at > now - self.policy.login_window)
             .order_by(login_attempts.c.created_at.desc()).limit(limit)
         ).scalars().all()
@@ -452,9 +466,10 @@ class AuthService:
         """Check a username and password and open a session.
 
         Raises :class:`InvalidCredentials` ("Wrong username or password.") for an unknown user and
-        a wrong password alike; :class:`CaptchaRequired` once the account has had ``captcha_after``
-        failures (carrying the question to ask); :class:`TooManyAttempts` while the account or the
-        address is locked; :class:`PermissionDenied` for a correct password on an admin-locked account.
+        a wrong password alike, and for an admin-locked account whatever the password (a right one
+        must not answer differently: that would confirm it); :class:`CaptchaRequired` once the account
+        has had ``captcha_after`` failures (carrying the question to ask); :class:`TooManyAttempts`
+        while the account or the address is locked.
         """
         now = self._clock()
         name = (username or "").strip().lower()[:64]
@@ -485,10 +500,8 @@ class AuthService:
         if row is None or stored is None or not password_ok:
             self._fail(name, ip, now, subject, account_failures)
         user = user_from_row(row)
-        if user.locked:
-            self._record_attempt(name, ip, "locked", now)
-            self.audit.record("login.locked", actor_id=None, subject_id=user.id, ip=ip, detail={"scope": "admin"})
-            raise PermissionDenied("This account is locked. Ask an administrator to unlock it.")
+        if user.locked:  # counted and answered as a failure: the answer must not confirm the password
+            self._fail(name, ip, now, subject, account_failures, reason="admin_lock")
         if (_hash_cost(stored) or 0) < policy.bcrypt_rounds:  # the cost was raised since: rehash at the new one
             with self._engine.begin() as conn:
                 conn.execute(update(users).where(users.c.id == user.id).values(
@@ -505,9 +518,9 @@ class AuthService:
         raise TooManyAttempts(self._lock_message(who, until - now), retry_after=(until - now).total_seconds())
 
     def _fail(self, name: str, ip: str | None, now: datetime, subject: str | None,
-              failures_before: list[datetime]) -> NoReturn:
+              failures_before: list[datetime], *, reason: str = "password") -> NoReturn:
         locked_until = self._note_failure(name, ip, now, failures_before)
-        detail: dict[str, Any] = {"reason": "password"}
+        detail: dict[str, Any] = {"reason": reason}
         if locked_until is not None:
             detail["locked_minutes"] = max(1, math.ceil((locked_until - now).total_seconds() / 60))
         self.audit.record("login.failed", actor_id=None, subject_id=subject, ip=ip, detail=detail)
@@ -695,28 +708,35 @@ class AuthService:
         return ended
 
     # --- browser handoff -------------------------------------------------------------------
-    def mint_handoff(self, session: AuthSession) -> str:
-        """A 60-second, single-use token that the cookie route trades for this session's cookie."""
+    def mint_handoff(self, session: AuthSession, *, browser: str) -> str:
+        """A 60-second, single-use token that the cookie route trades for this session's cookie, in
+        the browser whose pre-session cookie (:data:`BROWSER_COOKIE`) is ``browser`` and no other."""
+        if not _browser_ok(browser):
+            raise InvalidCredentials("This browser did not identify itself; allow cookies and sign in again.")
         now = self._clock()
         token = secrets.token_urlsafe(32)
         with self._engine.begin() as conn:
             conn.execute(delete(auth_handoffs).where(auth_handoffs.c.expires_at < now))
             conn.execute(insert(auth_handoffs).values(token_hash=_sha256(token), session_jti=session.jti,
-                                                      expires_at=now + timedelta(seconds=HANDOFF_SECONDS)))
+                                                      expires_at=now + timedelta(seconds=HANDOFF_SECONDS),
+                                                      browser_hash=_sha256(browser)))
         return token
 
-    def redeem_handoff(self, token: str) -> Login:
-        """Use up a handoff token: a fresh access token for its session, or :class:`InvalidCredentials`."""
+    def redeem_handoff(self, token: str, *, browser: str | None) -> Login:
+        """Use up a handoff token in the browser it was minted for: a fresh access token for its
+        session, or :class:`InvalidCredentials` (expired, used, or another browser)."""
         now = self._clock()
         if not isinstance(token, str) or not 16 <= len(token) <= 128:
             raise InvalidCredentials(SIGN_IN_AGAIN)
-        with self._engine.begin() as conn:
+        with self._engine.begin() as conn:  # used up whoever presents it: an intercepted link dies too
             row = conn.execute(
                 delete(auth_handoffs).where(auth_handoffs.c.token_hash == _sha256(token))
-                .returning(auth_handoffs.c.session_jti, auth_handoffs.c.expires_at)
+                .returning(auth_handoffs.c.session_jti, auth_handoffs.c.expires_at, auth_handoffs.c.browser_hash)
             ).first()
         if row is None or row.expires_at <= now:
             raise InvalidCredentials("This sign-in link has expired or was already used. Please sign in again.")
+        if not _browser_ok(browser) or not hmac.compare_digest(row.browser_hash, _sha256(browser)):
+            raise InvalidCredentials("This sign-in link belongs to another browser. Please sign in here.")
         with self._engine.connect() as conn:
             srow = conn.execute(select(auth_sessions).where(auth_sessions.c.jti == row.session_jti)).first()
             urow = None if srow is None else conn.execute(select(users).where(users.c.id == srow.user_id)).first()
@@ -798,13 +818,25 @@ class AuthService:
         """
         require_role(actor, "user" if actor.id == user_id else "admin")
         with self._engine.begin() as conn:
-            target = self._target(conn, user_id)
-            if target.role == "admin" and not target.locked and self._unlocked_admins_except(conn, user_id) == 0:
-                raise PermissionDenied("This is the last administrator and cannot be deleted.")
+            self._deletable(conn, user_id)
             conn.execute(delete(users).where(users.c.id == user_id))
             # No username in the detail: erasure pseudonymises ids in the log, a name would undo that.
             self.audit.record("account.erase", actor_id=actor.id, subject_id=user_id, ip=ip,
                               detail={"by": "self" if actor.id == user_id else "admin"}, conn=conn)
+
+    def check_delete(self, actor: User, user_id: str) -> None:
+        """Raise what :meth:`delete_user` would raise, changing nothing: erasure asks first, so it never
+        erases a person's data and then finds the account may not go."""
+        require_role(actor, "user" if actor.id == user_id else "admin")
+        with self._engine.begin() as conn:
+            self._deletable(conn, user_id)
+
+    def _deletable(self, conn: Connection, user_id: str) -> User:
+        target = self._target(conn, user_id)
+        if target.role == "admin" and not target.locked and self._unlocked_admins_except(conn, user_id) == 0:
+            raise PermissionDenied("This is the last administrator and cannot be deleted; make someone else an "
+                                   "admin first.")
+        return target
 
     # --- OIDC (st.login) ------------------------------------------------------------------
     def user_for_oidc(

@@ -160,7 +160,11 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the API server binds; 0.0.0.0 serves the network.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API server.")
     api_rate_limit_per_minute: int = Field(
-        120, ge=0, le=1_000_000, description="Requests per API key per minute; 0 = unlimited.")
+        120, ge=0, le=1_000_000,
+        description="Requests per account per minute, all its keys together; 0 = unlimited.")
+    api_rate_limit_per_address_per_minute: int = Field(
+        600, ge=0, le=1_000_000,
+        description="Requests per client address per minute, counted before the key is looked up; 0 = unlimited.")
     api_max_body_bytes: int = Field(
         1_000_000, ge=1024, le=100_000_000, description="Largest request body accepted (413 above).")
     api_cors_origins: CommaList = Field(
@@ -168,6 +172,9 @@ class Settings(BaseSettings):
     api_learn_wait_seconds: float = Field(
         20.0, ge=0, le=250,
         description="How long an inferred add over the API waits for learning before answering PENDING (it goes on).")
+    trusted_proxies: CommaList = Field(
+        [], description="Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is "
+                        "believed for per-address limits; none by default.")
     scripted_models: bool = Field(
         False, description="Offer scripted test models (test:echo, test:memory) for demos and end-to-end tests.")
     local_model: str = Field(
@@ -212,12 +219,26 @@ class Settings(BaseSettings):
         )
 
     @field_validator("ollama_models", "openai_compatible_models", "extra_models", "oidc_admin_emails",
-                     "api_cors_origins", mode="before")
+                     "api_cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from core.proxies import parse_networks
+
+        parse_networks(value)  # a typo must stop the start, not quietly trust nobody (or everybody)
+        return value
+
+    @property
+    def trusted_networks(self) -> list:
+        from core.proxies import parse_networks
+
+        return parse_networks(self.trusted_proxies)
 
     @field_validator("conversation_ttl", mode="before")
     @classmethod
@@ -314,7 +335,9 @@ def resolve_jwt_secret(settings: Settings, data_dir: Path | None = None) -> Secr
     if settings.jwt_secret is not None:
         return settings.jwt_secret
     directory = Path(data_dir or settings.data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=0o700)
+        directory.chmod(0o700)
     path = directory / JWT_SECRET_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -7,6 +7,7 @@ migrations under ``migrations/``; :func:`migrate` runs ``upgrade head`` at start
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -19,6 +20,23 @@ from core.errors import ConfigError, StoreUnavailable
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _migrate_lock = threading.Lock()
 _MIGRATION_LOCK_KEY = 7_011_771  # arbitrary, constant across releases
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) readable by this user only (0700) if it does not exist."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is filtered by the umask; this is not
+
+
+def private_file(path: Path) -> None:
+    """Create an empty ``path`` readable by this user only (0600) if it does not exist, in a private
+    directory. SQLite gives its -wal and -shm files the mode of the database file."""
+    private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def sqlite_url(path: Path) -> str:
@@ -49,10 +67,11 @@ def make_engine(url: str, *, connect_timeout: float = 5.0, echo: bool = False) -
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         engine = create_engine(
             parsed,
             echo=echo,
+            hide_parameters=True,  # errors and echo never quote statement parameters (memory and message text)
             connect_args={"check_same_thread": False, "timeout": 10},
         )
         event.listen(engine, "connect", _on_sqlite_connect)
@@ -63,6 +82,7 @@ def make_engine(url: str, *, connect_timeout: float = 5.0, echo: bool = False) -
         return create_engine(
             parsed,
             echo=echo,
+            hide_parameters=True,
             pool_pre_ping=True,
             pool_size=5,
             max_overflow=10,

@@ -20,13 +20,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select
 
 from core.audit import AuditLog
 from core.conversations import ConversationStore
 from core.errors import PermissionDenied, ValidationError
 from core.memory.service import MemoryService
-from core.schema import audit_events, model_usage
+from core.schema import audit_events, login_attempts, model_usage
 from core.users import User, UserStore
 
 EXPORT_README = """\
@@ -75,13 +75,15 @@ class ErasureReport:
 
 class GdprService:
     def __init__(self, *, engine: Engine, users: UserStore, conversations: ConversationStore,
-                 memory: Callable[[], MemoryService], audit: AuditLog, delete_user: Callable[[User, str], None]) -> None:
+                 memory: Callable[[], MemoryService], audit: AuditLog, delete_user: Callable[[User, str], None],
+                 check_delete: Callable[[User, str], None]) -> None:
         self._engine = engine
         self._users = users
         self._convs = conversations
         self._memory = memory
         self._audit = audit
         self._delete_user = delete_user
+        self._check_delete = check_delete
 
     # ------------------------------------------------------------------ export
     def collect(self, user_id: str) -> dict[str, Any]:
@@ -156,12 +158,11 @@ class GdprService:
         messages = sum(c.message_count for c in convs)
         if actor.id != user_id and actor.role != "admin":
             raise PermissionDenied("Only the person themself or an administrator can erase an account.")
+        self._check_delete(actor, user_id)  # every rule (the last admin stays) before anything is erased
         erased = self._memory().erase_owner(user_id)
-        self._delete_user(actor, user_id)  # last-admin rule + relational cascade + the "account.erase" event
-        # The audit log keeps what happened, not who it was: ids become a pseudonym, addresses go.
-        alias = pseudonym(user_id)
+        self._delete_user(actor, user_id)  # relational cascade + the "account.erase" event
         with self._engine.begin() as conn:
-            conn.execute(update(audit_events).where(audit_events.c.actor_id == user_id).values(actor_id=alias[:32]))
-            conn.execute(update(audit_events).where(audit_events.c.subject_id == user_id)
-                         .values(subject_id=alias, ip=None))
+            # The audit log keeps what happened, not who it was; failed sign-ins keep no name.
+            self._audit.pseudonymise(user_id, pseudonym(user_id), conn=conn)
+            conn.execute(delete(login_attempts).where(login_attempts.c.username == target.username))
         return ErasureReport(erased, len(convs), messages)

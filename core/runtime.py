@@ -119,7 +119,8 @@ class Runtime:
 
         return GdprService(engine=self.storage.engine, users=self.users, conversations=self.conversations,
                            memory=lambda: self.memory, audit=self.audit,
-                           delete_user=lambda actor, user_id: self.auth.delete_user(actor, user_id))
+                           delete_user=lambda actor, user_id: self.auth.delete_user(actor, user_id),
+                           check_delete=self.auth.check_delete)
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition for this process (served at ``/metrics``)."""
@@ -148,8 +149,13 @@ class Runtime:
             return ComponentStatus("vector store", False, str(exc))
         where = self.storage.qdrant_url if self.storage.mode == "server" else self.storage.vector_path
         kind = "Qdrant server" if self.storage.mode == "server" else "Qdrant Edge"
-        return ComponentStatus("vector store", True, f"{kind} · {where} · {count:,} memories",
-                               (time.perf_counter() - started) * 1000)
+        detail = f"{kind} · {where} · {count:,} memories"
+        # Reads and writes can work while the index rebuild fails (a damaged payload): say so.
+        problem = getattr(self.memory.store, "rebuild_problem", None)
+        if problem:
+            return ComponentStatus("vector store", False, f"{detail} · {problem}; erase or delete the damaged "
+                                   "memories (their ids are in the log)", (time.perf_counter() - started) * 1000)
+        return ComponentStatus("vector store", True, detail, (time.perf_counter() - started) * 1000)
 
     def _queue_probe(self) -> ComponentStatus:
         depth = self.queue.depth()

@@ -195,6 +195,8 @@ auth_handoffs = Table(
     Column("token_hash", String(64), primary_key=True),  # sha256 hex; the token is never stored
     Column("session_jti", String(32), ForeignKey("auth_sessions.jti", ondelete="CASCADE"), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
+    # sha256 of the pre-session cookie of the browser that signed in; the cookie route must see it
+    Column("browser_hash", String(64), nullable=False, server_default=""),
 )
 
 # Arithmetic challenges asked after repeated failed logins; consumed by the first answer.

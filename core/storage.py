@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from core.config import Settings, StorageMode
-from core.db import describe, make_engine, migrate, ping, sqlite_url
+from core.db import describe, make_engine, migrate, ping, private_dir, sqlite_url
 from core.errors import StartupError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def open_storage(settings: Settings) -> Storage:
             qdrant_url=settings.qdrant_url,
         )
     data_dir = Path(settings.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)  # memories, the database and the JWT secret: nobody else's to read
     return Storage(
         requested_mode="embedded",
         mode="embedded",

@@ -9,6 +9,7 @@ import streamlit as st
 from core.audit import EVENTS
 from core.errors import AppError
 from core.memory.types import Scope
+from core.rendering import inert_markdown
 from pages.auth_session import client_ip
 from pages.common import get_runtime, human_bytes, require_admin
 
@@ -27,7 +28,8 @@ with users_tab:
     st.caption(f"{total:,} account{'s' if total != 1 else ''}")
     for person in people:
         c1, c2, c3, c4 = st.columns([4, 2, 1, 1], vertical_alignment="center")
-        c1.markdown(f"**{person.username}** · {person.email or 'no email'} · since {person.created_at:%Y-%m-%d}"
+        c1.markdown(f"**{person.username}** · {inert_markdown(person.email or 'no email')} · "
+                    f"since {person.created_at:%Y-%m-%d}"
                     + (" · :red-badge[locked]" if person.locked else ""))
         role = c2.selectbox("Role", ["user", "admin"], index=["user", "admin"].index(person.role),
                             key=f"role-{person.id}", label_visibility="collapsed")
@@ -72,7 +74,7 @@ with sessions_tab:
             st.caption("No active sessions.")
         for s in listed:
             c1, c2 = st.columns([5, 1], vertical_alignment="center")
-            c1.markdown(f"{(s.user_agent or 'unknown device')[:60]} · {s.ip or '?'} · "
+            c1.markdown(f"{inert_markdown((s.user_agent or 'unknown device')[:60])} · {s.ip or '?'} · "
                         f"last seen {s.last_seen_at:%Y-%m-%d %H:%M} UTC · expires {s.expires_at:%H:%M}")
             if c2.button("Revoke", key=f"adm-revoke-{s.jti}"):
                 auth.revoke_session(admin, s.jti, ip=client_ip())

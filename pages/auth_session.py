@@ -19,8 +19,9 @@ import json
 
 import streamlit as st
 
-from core.auth import SESSION_COOKIE, Login, Verified
+from core.auth import BROWSER_COOKIE, SESSION_COOKIE, Login, Verified
 from core.errors import AppError, InvalidCredentials
+from core.proxies import client_address
 from core.runtime import Runtime
 from core.users import User
 
@@ -64,8 +65,16 @@ def current_user(runtime: Runtime) -> User | None:
 
 
 def client_ip() -> str | None:
+    """The client's address for per-address limits, believing X-Forwarded-For only from the proxies
+    in OPTIMUS_TRUSTED_PROXIES (see ``core.proxies``)."""
     ip = st.context.ip_address
-    return ip if isinstance(ip, str) else None  # None outside a real server (e.g. AppTest)
+    # Streamlit reports a loopback peer as None (and has no peer outside a server, e.g. in AppTest).
+    peer = ip if isinstance(ip, str) else "127.0.0.1"
+    forwarded = st.context.headers.get("X-Forwarded-For")
+    from pages.common import get_runtime  # common imports this module
+
+    return client_address(peer, forwarded if isinstance(forwarded, str) else None,
+                          get_runtime().settings.trusted_networks)
 
 
 def user_agent() -> str | None:
@@ -74,9 +83,15 @@ def user_agent() -> str | None:
 
 
 def send_to_cookie_route(runtime: Runtime, login: Login) -> None:
-    """Keep ``login`` for this tab and send the browser to the route that sets the HttpOnly cookie."""
+    """Keep ``login`` for this tab and send the browser to the route that sets the HttpOnly cookie.
+
+    The hand-off is bound to this browser's pre-session cookie; a browser without one (cookies off)
+    stays signed in in this tab only."""
     st.session_state[TOKEN_KEY] = login.token
-    handoff = runtime.auth.mint_handoff(login.session)
+    browser = st.context.cookies.get(BROWSER_COOKIE)
+    if not browser:
+        st.rerun()
+    handoff = runtime.auth.mint_handoff(login.session, browser=browser)
     target = json.dumps(f"{START_ROUTE}?t={handoff}")  # a JS string literal; the token is URL-safe
     # replace(): the handoff URL does not stay in the history; the route answers with a redirect to /.
     st.html(f"<script>window.location.replace({target});</script>", unsafe_allow_javascript=True)

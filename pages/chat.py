@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.errors import AppError
 from core.memory.types import MemoryEvent
+from core.rendering import inert_markdown, inert_stream
 from core.usage import estimate_cost
 from pages.common import get_runtime, require_user, selected_model
 
@@ -80,12 +81,13 @@ def _undo(reply_id: int, origin: str, index: int) -> None:
 def _change_line(event: MemoryEvent) -> str:
     """How a change reads in the panel: what was learned, or "was → now" for changes and deletions."""
     word, icon = EVENT_LABEL[event.event]
+    was, now = inert_markdown(event.previous_text or ""), inert_markdown(event.text or "")
     if event.event == "UPDATE":
-        line = f"{icon} **{word}:** ~~{event.previous_text or ''}~~ → {event.text or ''}"
+        line = f"{icon} **{word}:** ~~{was}~~ → {now}"
     elif event.event == "DELETE":
-        line = f"{icon} **{word}:** ~~{event.previous_text or ''}~~"
+        line = f"{icon} **{word}:** ~~{was}~~"
     else:
-        line = f"{icon} **{word}:** {event.text or ''}"
+        line = f"{icon} **{word}:** {now}"
     if event.undone:
         line += " · *undone*"
     return line
@@ -109,7 +111,7 @@ def _memory_panel(message) -> None:
         if recalled:
             st.markdown("**Recalled for this reply**")
             for r in recalled:
-                st.markdown(f"- {r['text']}")
+                st.markdown(f"- {inert_markdown(r['text'])}")
         else:
             st.caption("Nothing was recalled for this reply.")
         if status in {"pending", "running"}:
@@ -149,7 +151,7 @@ if not history:
 live_panel = st.fragment(run_every=2)(_memory_panel)
 for index, message in enumerate(history):
     with st.chat_message(message.role):
-        st.markdown(message.content)
+        st.markdown(inert_markdown(message.content))
         if message.role == "assistant":
             st.caption(_reply_caption(message))
             pending = chat.turn_status(user.id, message.id) in {"pending", "running"}
@@ -161,7 +163,7 @@ unanswered = bool(history) and history[-1].role == "user"
 def _stream(turn) -> None:
     with st.chat_message("assistant"):
         try:
-            st.write_stream(turn)
+            st.write_stream(inert_stream(turn))
         except AppError as exc:
             st.error(exc.message, icon=":material/error:")
             st.button("Retry", icon=":material/refresh:", key="retry-after-error")
@@ -192,5 +194,5 @@ if prompt is not None:
         st.error(exc.message, icon=":material/error:")
     else:
         with st.chat_message("user"):
-            st.markdown(prompt)
+            st.markdown(inert_markdown(prompt))
         _stream(turn)

@@ -9,6 +9,7 @@ import streamlit as st
 from core.errors import AppError
 from core.memory.service import MemoryFilters
 from core.memory.types import MEMORY_TYPES, Scope
+from core.rendering import inert_markdown
 from pages.common import get_runtime, require_user
 
 runtime = get_runtime()
@@ -178,6 +179,7 @@ if pick:
         change = {"ADD": f"added “{entry.new_memory}”",
                   "UPDATE": f"“{entry.old_memory}” → “{entry.new_memory}”",
                   "DELETE": f"deleted “{entry.old_memory}”"}.get(entry.event, entry.event)
+        change = inert_markdown(change)  # memory text may be anybody's words: no images
         h1.markdown(f"`{str(entry.recorded_at)[:16]}` · {entry.source or 'unknown'} · {change}")
         if entry.event != "DELETE" and entry.new_memory != by_id[pick].text:
             if h2.button("Revert", key=f"revert-{entry.id}"):

@@ -9,6 +9,7 @@ import streamlit as st
 from core.apikeys import ApiKeyStore
 from core.errors import AppError
 from core.preferences import Preferences
+from core.rendering import inert_markdown
 from pages.auth_session import client_ip, current_session, send_to_end_route
 from pages.common import get_runtime, require_user
 
@@ -50,7 +51,8 @@ with security:
     for s in auth.sessions(user.id):
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         this = session is not None and s.jti == session.session.jti
-        c1.markdown(f"{'**This browser** · ' if this else ''}{(s.user_agent or 'unknown device')[:60]} · "
+        device = inert_markdown((s.user_agent or "unknown device")[:60])
+        c1.markdown(f"{'**This browser** · ' if this else ''}{device} · "
                     f"{s.ip or 'unknown address'} · last seen {s.last_seen_at:%Y-%m-%d %H:%M} UTC")
         if not this and c2.button("Sign out", key=f"revoke-{s.jti}"):
             try:
@@ -111,7 +113,7 @@ with keys_tab:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         state = "revoked" if not k.active else f"used {k.usage_count:,}×" + (
             f", last {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else ", never used")
-        c1.markdown(f"**{k.name}** · `{k.prefix}…` · created {k.created_at:%Y-%m-%d} · {state}")
+        c1.markdown(f"**{inert_markdown(k.name)}** · `{k.prefix}…` · created {k.created_at:%Y-%m-%d} · {state}")
         if k.active and c2.button("Revoke", key=f"key-{k.id}"):
             keys.revoke(user.id, k.id)
             st.toast("Key revoked.")

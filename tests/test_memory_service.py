@@ -356,3 +356,23 @@ def test_counts_are_exact_and_scoped(svc, owner, env):
     assert svc.count(owner.id, type="fact") == 2
     assert svc.count(other.id) == 1
     assert svc.count_by_type()["fact"] >= 3 and svc.count() >= 4
+
+
+def test_pages_stats_and_entities_come_from_the_engine_and_agree(svc, owner):
+    # A batch import gives every memory the same created_at: pages must still be stable and disjoint.
+    scope = Scope(owner.id, "pager")
+    items = [{"text": f"Paged fact number {i}", "tags": ["even" if i % 2 == 0 else "odd"],
+              "people": ["Ana"] if i % 3 == 0 else []} for i in range(25)]
+    svc.add_many(scope, items)
+    svc.add(Scope(owner.id, "pager", agent_id="helper"), "A later note by an agent", type="fact")
+    everything = svc.get_all(owner.id, MemoryFilters(user_id="pager"), limit=1000)
+    pages = [svc.get_all(owner.id, MemoryFilters(user_id="pager"), limit=7, offset=o) for o in range(0, 28, 7)]
+    assert [r.id for page in pages for r in page] == [r.id for r in everything] and len(everything) == 26
+    assert everything[0].text == "A later note by an agent"  # newest first, then ties by id
+    assert svc.count_matching(owner.id, MemoryFilters(user_id="pager")) == 26
+    stats = svc.stats(owner.id, user_id="pager")
+    assert stats.total == 26 and stats.by_type == {"note": 25, "fact": 1}
+    assert stats.top_tags == [("even", 13), ("odd", 12)] and stats.top_people == [("Ana", 9)]
+    assert stats.oldest == everything[-1].created_at and stats.newest == everything[0].created_at
+    entities = {(e.kind, e.name): e.total for e in svc.entities(owner.id)}
+    assert entities[("user", "pager")] == 26 and entities[("agent", "helper")] == 1

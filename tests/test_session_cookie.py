@@ -18,13 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.auth import SESSION_COOKIE, AuthPolicy, AuthService
+from core.auth import BROWSER_COOKIE, SESSION_COOKIE, AuthPolicy, AuthService
 from core.db import make_engine, migrate, sqlite_url
 from core.errors import InvalidCredentials
 from tests.streamlit_server import StreamlitServer
 from tests.test_auth import PASSWORD
 
 SECRET = "cookie-test-secret-" + "c" * 40
+BROWSER = "pytest-browser-" + "b" * 24  # this client's pre-session cookie, as the app sets it
 
 
 class Server(StreamlitServer):
@@ -70,7 +71,7 @@ def auth(shared_engine, member) -> AuthService:
 
 @pytest.fixture
 def client(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base, follow_redirects=False, timeout=30) as c:
+    with httpx.Client(base_url=server.base, follow_redirects=False, timeout=30, cookies={BROWSER_COOKIE: BROWSER}) as c:
         yield c
 
 
@@ -90,7 +91,7 @@ def cookie_flags(response: httpx.Response) -> set[str]:
 
 def handoff(auth: AuthService) -> tuple[str, str]:
     login = auth.login("cookie-alice", PASSWORD, ip="127.0.0.1", user_agent="pytest")
-    return auth.mint_handoff(login.session), login.session.jti
+    return auth.mint_handoff(login.session, browser=BROWSER), login.session.jti
 
 
 def start(client: httpx.Client, token: str, **headers: str) -> httpx.Response:
@@ -99,7 +100,7 @@ def start(client: httpx.Client, token: str, **headers: str) -> httpx.Response:
 
 def sending(access: str) -> dict[str, str]:
     """Headers that carry the session cookie, as the browser sends it back."""
-    return {"Cookie": f"{SESSION_COOKIE}={access}"}
+    return {"Cookie": f"{SESSION_COOKIE}={access}; {BROWSER_COOKIE}={BROWSER}"}
 
 
 # --- the Streamlit side: a new session (a reload) reads the cookie -------------------------------
@@ -203,7 +204,8 @@ def test_me_renews_the_cookie_past_half_life(client, shared_engine, member):
 
 def test_reload_keeps_the_login_and_logout_clears_it(server, auth):
     assert not any("Signed in as" in t for t in page_texts(server, None))
-    with httpx.Client(base_url=server.base, timeout=30, follow_redirects=True) as browser:  # like a browser
+    with httpx.Client(base_url=server.base, timeout=30, follow_redirects=True,
+                      cookies={BROWSER_COOKIE: BROWSER}) as browser:  # like a browser
         landed = start(browser, handoff(auth)[0])
         assert landed.status_code == 200 and str(landed.url) == server.base + "/"  # the app's page
         access = browser.cookies[SESSION_COOKIE]

@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.api.app import create_app
     from core.config import get_settings
     from core.errors import ConfigError
+    from core.logs import configure_logging
+
+    configure_logging()
 
     try:
         settings = get_settings()

@@ -8,40 +8,26 @@ it when it stops, and runs the extraction worker meanwhile. ``uvicorn core.api.a
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.api import routes_entities, routes_exports, routes_memories, routes_optimus, routes_service
 from core.api.context import ApiContext, RateLimiter
+from core.api.errors import InternalErrors, app_error, request_validation_error
 from core.api.middleware import BodyLimit, RequestMetrics
 from core.apikeys import ApiKeyStore
 from core.config import Settings, get_settings
-from core.errors import (
-    AppError,
-    BudgetExceeded,
-    ClientError,
-    ConfigError,
-    InvalidCredentials,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    ServiceError,
-    ValidationError,
-)
+from core.errors import AppError
 from core.runtime import Runtime, open_runtime
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Long-term memory over HTTP. Works with the official `mem0ai` client unchanged:
@@ -56,58 +42,16 @@ Every key acts as its owner account and sees only that account's memories; `user
 (or `Bearer om_…`). Create keys on the Settings page or with `python -m core.apikeys create`.
 """
 
-# Most specific first: the first class an error is an instance of decides the status.
-STATUS_OF: tuple[tuple[type[AppError], int], ...] = (
-    (ValidationError, 422),
-    (NotFound, 404),
-    (PermissionDenied, 403),
-    (InvalidCredentials, 401),
-    (BudgetExceeded, 402),
-    (RateLimited, 429),
-    (ClientError, 400),
-    (ServiceError, 503),
-    (ConfigError, 503),
-)
-
-
-def error_response(exc: AppError) -> JSONResponse:
-    status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 500)
-    headers: dict[str, str] = {}
-    if isinstance(exc, ValidationError):
-        # The shape FastAPI uses for its own 422s, so clients parse one format.
-        loc = exc.field.split(".") if exc.field else []
-        content: dict = {"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}
-    else:
-        content = {"detail": exc.message}
-    if isinstance(exc, InvalidCredentials):
-        headers["WWW-Authenticate"] = "Token"
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-        if "limit" in exc.detail:
-            headers["X-RateLimit-Limit"] = str(exc.detail["limit"])
-            headers["X-RateLimit-Remaining"] = "0"
-    return JSONResponse(content, status_code=status, headers=headers)
-
-
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AppError)
-    if isinstance(exc, ServiceError | ConfigError):
-        log.warning("API request failed: %s", exc)
-    return error_response(exc)
-
-
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error in the API", exc_info=exc)
-    return JSONResponse({"detail": "Internal server error."}, status_code=500)
-
 
 def _context(runtime: Runtime, settings: Settings, memory_model: Model | None) -> ApiContext:
     return ApiContext(
         runtime=runtime,
         keys=ApiKeyStore(runtime.storage.engine),
-        limiter=RateLimiter(settings.api_rate_limit_per_minute),
+        limiter=RateLimiter(settings.api_rate_limit_per_minute, who="this account"),
         learner=runtime.learning.with_model(memory_model) if memory_model is not None else runtime.learning,
         learn_wait=settings.api_learn_wait_seconds,
+        address_limiter=RateLimiter(settings.api_rate_limit_per_address_per_minute, who="this address"),
+        trusted_proxies=settings.trusted_networks,
     )
 
 
@@ -153,13 +97,14 @@ def create_app(
     )
     if runtime is not None:
         app.state.api = _context(runtime, settings, memory_model)
-    app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, request_validation_error)
     for module in (routes_service, routes_memories, routes_entities, routes_exports, routes_optimus):
         app.include_router(module.router)
 
-    # Added innermost first: CORS (only if origins are configured), then the body limit, then metrics,
-    # so 413s and CORS refusals are counted too.
+    # Added innermost first: unhandled errors become a 500 inside the app (so the connection survives),
+    # then CORS (only if origins are configured), the body limit, and metrics, which count them all.
+    app.add_middleware(InternalErrors)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.api_cors_origins),

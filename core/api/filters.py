@@ -2,7 +2,8 @@
 
 Accepted (mem0's v2/v3 filter language, the subset that maps onto our search):
 
-- ``user_id``, ``agent_id``, ``run_id``: a value, or ``"*"`` for any;
+- ``user_id``, ``agent_id``, ``run_id``: a value, or ``"*"``: "has a value, whatever it is" (so
+  ``agent_id="*"`` means "any agent", never "with or without an agent"; ``"*"`` is never an id);
 - ``created_at``: ``{"gte"|"gt"|"lte"|"lt": ISO date or datetime}``;
 - ``metadata``: ``{key: value}`` pairs that must all match;
 - ``categories`` (mem0's name) or ``tags``, ``people``, ``types`` (or ``type``): a value, a list,
@@ -15,14 +16,20 @@ Accepted (mem0's v2/v3 filter language, the subset that maps onto our search):
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from core.errors import ValidationError
+from core.memory.limits import check_id, check_metadata, check_plain, clean_labels, nesting_depth
 from core.memory.service import MemoryFilters
 
 ENTITY_KEYS = ("user_id", "agent_id", "run_id")
-MAX_ENTITY_CHARS = 200
+MAX_FILTER_DEPTH = 8  # {"AND": [{"metadata": {"k": v}}]} is depth 4
+# The ISO 8601 profile everybody parses alike: a date, or a date and time with an optional offset.
+# (Python alone also reads week dates such as "2026W01T00"; nothing downstream does.)
+_ISO_MOMENT = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?", re.ASCII)
 
 
 def _fail(key: str, message: str) -> ValidationError:
@@ -30,13 +37,14 @@ def _fail(key: str, message: str) -> ValidationError:
 
 
 def _entity(key: str, value: Any) -> str | None:
-    if value is None or value == "*":
+    if value is None:
         return None
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         raise _fail(key, f"{key} must be a non-empty string (or \"*\" for any).")
-    if len(value) > MAX_ENTITY_CHARS:
-        raise _fail(key, f"{key} is at most {MAX_ENTITY_CHARS} characters.")
-    return value
+    try:
+        return check_id(value, field=key, wildcard=True)
+    except ValidationError as exc:
+        raise _fail(key, exc.message) from None
 
 
 def _values(key: str, value: Any) -> tuple[str, ...]:
@@ -48,25 +56,32 @@ def _values(key: str, value: Any) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _fail(key, f"{key} must be text or a list of text values.")
-    if len(value) > 30:
-        raise _fail(key, f"At most 30 {key} in one filter.")
-    return tuple(value)
+    try:
+        return tuple(clean_labels(value, field=key))
+    except ValidationError as exc:
+        raise _fail(key, exc.message) from None
 
 
 def _moment(key: str, value: Any, *, end: bool) -> datetime:
+    needs = f"{key} needs ISO dates such as 2026-11-01 or 2026-11-01T12:00:00Z."
     if isinstance(value, datetime):
         moment = value
-    elif isinstance(value, str):
+    elif isinstance(value, str) and _ISO_MOMENT.fullmatch(value):
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if len(value) == 10:  # a bare date covers the whole day
+                moment = datetime.combine(date.fromisoformat(value), time.max if end else time.min)
+            else:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise _fail(key, f"{key} needs ISO dates such as 2026-11-01 or 2026-11-01T12:00:00Z.") from None
-        if len(value) == 10:  # a bare date covers the whole day
-            day = date.fromisoformat(value)
-            moment = datetime.combine(day, time.max if end else time.min)
+            raise _fail(key, needs) from None
     else:
-        raise _fail(key, f"{key} needs ISO dates such as 2026-11-01.")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        raise _fail(key, needs)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)  # 0001-01-01T00:00+01:00 has no UTC time
+    except OverflowError:
+        raise _fail(key, f"{key} is outside the dates Optimus can store.") from None
+    return moment
 
 
 def _range(key: str, value: Any) -> dict[str, Any]:
@@ -105,6 +120,8 @@ def parse_filters(raw: dict[str, Any] | None, **overrides: Any) -> MemoryFilters
         raw = {}
     if not isinstance(raw, dict):
         raise ValidationError("filters must be an object such as {\"user_id\": \"alice\"}.", field="filters")
+    if nesting_depth(raw, stop_at=MAX_FILTER_DEPTH) > MAX_FILTER_DEPTH:
+        raise ValidationError(f"filters are nested more than {MAX_FILTER_DEPTH} levels deep.", field="filters")
     flat = _flatten(raw)
     for key, value in overrides.items():
         if value is None:
@@ -135,11 +152,13 @@ def parse_filters(raw: dict[str, Any] | None, **overrides: Any) -> MemoryFilters
             if isinstance(value, bool):
                 raise _fail(key, "importance is a whole number from 1 to 5.")
             if isinstance(value, int):
+                if not 1 <= value <= 5:
+                    raise _fail(key, "importance is a whole number from 1 to 5.")
                 out["min_importance"] = out["max_importance"] = value
                 continue
             rng = _range(key, value)
             for op, bound in rng.items():
-                if isinstance(bound, bool) or not isinstance(bound, int):
+                if isinstance(bound, bool) or not isinstance(bound, int) or not 0 <= bound <= 6:
                     raise _fail(key, "importance is a whole number from 1 to 5.")
                 if op in ("gte", "gt"):
                     out["min_importance"] = bound + (op == "gt")
@@ -151,7 +170,11 @@ def parse_filters(raw: dict[str, Any] | None, **overrides: Any) -> MemoryFilters
             for mk, mv in value.items():
                 if not isinstance(mv, str | int | float | bool):
                     raise _fail(f"metadata.{mk}", "metadata filters match plain values (text, number, true/false).")
-            out["metadata"] = dict(value)
+            try:
+                out["metadata"] = {mk: check_plain(mv, field=f"metadata.{mk}")
+                                   for mk, mv in check_metadata(value).items()}
+            except ValidationError as exc:
+                raise _fail(exc.field or key, exc.message) from None
         else:
             raise _fail(key, f"Unknown filter {key!r}. Use user_id, agent_id, run_id, created_at, metadata, "
                              "categories/tags, people, types or importance.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Literal
 
 from fastapi import APIRouter
@@ -10,7 +9,6 @@ from fastapi import APIRouter
 from core.api.context import Caller, Ctx
 from core.api.schemas import CountMessage, EntityOut, EntityPage
 from core.errors import ValidationError
-from core.memory.service import LIST_CAP
 from core.metrics import METRICS
 
 router = APIRouter(tags=["entities (mem0-compatible)"])
@@ -18,17 +16,8 @@ router = APIRouter(tags=["entities (mem0-compatible)"])
 
 @router.get("/v1/entities/", response_model=EntityPage, summary="Users, agents and runs (mem0 client: users)")
 def list_entities(caller: Caller, ctx: Ctx) -> EntityPage:
-    records = ctx.memory.get_all(caller.owner_id, limit=LIST_CAP, include_expired=True)
-    seen: dict[tuple[str, str], list[str | None]] = defaultdict(list)
-    for r in records:
-        for kind, name in (("user", r.user_id), ("agent", r.agent_id), ("run", r.run_id)):
-            if name:
-                seen[(kind, name)].append(r.created_at)
-    results = []
-    for (kind, name), created in sorted(seen.items()):
-        stamps = sorted(c for c in created if c)
-        results.append(EntityOut(id=name, name=name, type=kind, total_memories=len(created),
-                                 created_at=stamps[0] if stamps else None, updated_at=stamps[-1] if stamps else None))
+    results = [EntityOut(id=e.name, name=e.name, type=e.kind, total_memories=e.total, created_at=e.first_created,
+                         updated_at=e.last_created) for e in ctx.memory.entities(caller.owner_id)]
     return EntityPage(count=len(results), results=results)
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from core.api.context import Caller, Ctx, scope_for
-from core.api.filters import ENTITY_KEYS, parse_filters
+from core.api.filters import ENTITY_KEYS, MAX_FILTER_DEPTH, parse_filters
 from core.api.schemas import (
     EventStatusOut,
     AddEventOut,
@@ -33,9 +33,9 @@ from core.api.schemas import (
     SearchIn,
     UpdateIn,
 )
-from core.conversations import validate_text
 from core.errors import NotFound, ValidationError
-from core.memory.service import LIST_CAP, MAX_MEMORY_CHARS, MemoryFilters
+from core.memory.limits import check_metadata, check_text
+from core.memory.service import MAX_MEMORY_CHARS, MemoryFilters
 from core.memory.types import NewMemory
 from core.metrics import METRICS
 
@@ -60,7 +60,7 @@ def with_extras(flt: MemoryFilters, *, metadata: dict[str, Any] | None = None, c
         extra["metadata"] = metadata
     if categories:
         extra["categories"] = categories
-    created = {op: v for op, v in (("gte", start_date), ("lte", end_date)) if v}
+    created = {op: v for op, v in (("gte", start_date), ("lte", end_date)) if v is not None}
     if created:
         extra["created_at"] = created
     if not extra:
@@ -120,17 +120,18 @@ def event_status(event_id: str, caller: Caller, ctx: Ctx) -> EventStatusOut:
 @router.post("/v3/memories/", response_model=Page, summary="List memories (mem0 client: get_all)")
 def list_memories(
     request: Request, caller: Caller, ctx: Ctx, body: ListIn | None = None,
-    page: Annotated[int, Query(ge=1)] = 1, page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1, page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page:
     body = body or ListIn()
     flt = with_extras(parse_filters(body.filters), categories=body.categories, start_date=body.start_date,
                       end_date=body.end_date)
-    records = ctx.memory.get_all(caller.owner_id, flt, limit=LIST_CAP, include_expired=body.show_expired)
     start = (page - 1) * page_size
-    chunk = records[start:start + page_size]
-    more = start + page_size < len(records)
+    total = ctx.memory.count_matching(caller.owner_id, flt, include_expired=body.show_expired)
+    chunk = ctx.memory.get_all(caller.owner_id, flt, limit=page_size, offset=start,
+                               include_expired=body.show_expired) if start < total else []
+    more = start + page_size < total
     return Page(
-        count=len(records),
+        count=total,
         next=str(request.url.include_query_params(page=page + 1, page_size=page_size)) if more else None,
         previous=str(request.url.include_query_params(page=page - 1, page_size=page_size)) if page > 1 else None,
         results=[MemoryOut.of(r) for r in chunk],
@@ -178,19 +179,26 @@ def delete_memory(
     return Notice(message="Memory deleted successfully!")
 
 
+MAX_QUERY_FILTERS_CHARS = 4096
+
+
 def _query_filters(raw: str | None) -> dict[str, Any]:
     """mem0's client puts ``filters`` in the query string as JSON or as a Python dict's repr."""
     if not raw:
         return {}
+    refused = ValidationError("filters must be a JSON object such as {\"user_id\": \"alice\"}.", field="filters")
+    # Both parsers recurse: a short string of 4,000 brackets exhausts the stack. Bound it first.
+    if len(raw) > MAX_QUERY_FILTERS_CHARS or sum(raw.count(c) for c in "[{(") > 4 * MAX_FILTER_DEPTH:
+        raise refused
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         try:
             value = ast.literal_eval(raw)  # literals only: never evaluates code
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
             value = None
     if not isinstance(value, dict):
-        raise ValidationError("filters must be a JSON object such as {\"user_id\": \"alice\"}.", field="filters")
+        raise refused
     return value
 
 
@@ -221,16 +229,19 @@ def memory_history(memory_id: str, caller: Caller, ctx: Ctx) -> list[HistoryOut]
 
 @router.put("/v1/batch/", response_model=Notice, summary="Update up to 1000 memories (mem0 client: batch_update)")
 def batch_update(body: BatchUpdateIn, caller: Caller, ctx: Ctx) -> Notice:
-    """Every id and text is checked before anything changes: one unknown id is 404 and updates nothing."""
+    """Every id, text and metadata is checked before anything changes: one unknown id is 404 and one bad
+    item 422, and neither updates anything."""
     for index, item in enumerate(body.memories):
         if item.text is None and item.metadata is None:
             raise ValidationError(f"Item #{index} has neither text nor metadata.", field=f"memories.{index}")
         if item.text is not None:
-            validate_text(item.text, limit=MAX_MEMORY_CHARS, field=f"memories.{index}.text")
+            check_text(item.text, limit=MAX_MEMORY_CHARS, field=f"memories.{index}.text", what="The memory")
         try:
-            ctx.memory.get(caller.owner_id, item.memory_id)
+            current = ctx.memory.get(caller.owner_id, item.memory_id)
         except NotFound:
             raise NotFound(f"No such memory (item #{index}).") from None
+        if item.metadata is not None:
+            check_metadata({**current.metadata, **item.metadata}, field=f"memories.{index}.metadata")
     for item in body.memories:
         ctx.memory.update(caller.owner_id, item.memory_id, text=item.text, metadata=item.metadata, source="api")
     METRICS.memory_events.labels("UPDATE", "api").inc(len(body.memories))

@@ -1,16 +1,19 @@
 """Service routes: the key check mem0's client makes at start, health and Prometheus metrics.
 
-``/health`` and ``/metrics`` need no key (load balancers and scrapers); they carry no memory
-content and no user ids — keep the port off the public internet or filter these two paths in
-the reverse proxy if the counts and paths they show are sensitive for you.
+``/health`` and ``/metrics`` need no key (load balancers and scrapers). Without a key ``/health``
+says only ``ok``, ``degraded`` or ``down`` (503); the full report — components, file paths, the
+database, counts — is for admins' keys. ``/metrics`` carries no memory content and no user ids;
+filter it in the reverse proxy if its counts are sensitive for you.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse
 
-from core.api.context import Caller, Ctx
+from core.api.context import Caller, Ctx, key_header, current_caller
 from core.api.schemas import PingOut
 from core.metrics import METRICS
 
@@ -23,10 +26,15 @@ def ping(caller: Caller) -> PingOut:
                    user_email=caller.email, key_id=caller.key_id, key_name=caller.key_name)
 
 
-@router.get("/health", summary="Health report: storage mode, components, counts (503 when down)")
-def health(ctx: Ctx) -> JSONResponse:
+@router.get("/health", summary="Liveness (503 when down); the full report with an admin's key")
+def health(request: Request, ctx: Ctx,
+           authorization: Annotated[str | None, Security(key_header)] = None) -> JSONResponse:
+    full = False
+    if authorization:  # a key was sent: it must be a valid one, and only an admin's sees everything
+        full = current_caller(request, ctx, authorization).role == "admin"
     report = ctx.runtime.health()
-    return JSONResponse(report.as_dict(), status_code=503 if report.status == "down" else 200)
+    body = report.as_dict() if full else {"status": report.status}
+    return JSONResponse(body, status_code=503 if report.status == "down" else 200)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.memory.history import HistoryEntry
+from core.memory.limits import text_problem
 from core.memory.service import MAX_MEMORY_CHARS, MemoryStats
 from core.memory.types import MemoryEvent, MemoryRecord, MemoryType, NewMemory
 
@@ -176,6 +177,14 @@ class ChatMessage(BaseModel):
 
     role: Literal["user", "assistant", "system", "tool"] = "user"
     content: str = Field(min_length=1, max_length=100_000)
+
+    @field_validator("content")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        problem = text_problem(value)  # the exchange is queued in the database if the model fails
+        if problem:
+            raise ValueError(f"the message {problem}")
+        return value
 
 
 class AddIn(Strict):

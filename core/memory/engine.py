@@ -55,9 +55,11 @@ def build_memory(settings: Settings, storage: Storage, *, qdrant_client: Any | N
     from mem0 import Memory
     from mem0.configs.base import MemoryConfig
 
+    from core.logs import quiet_mem0
     from core.memory.embedder import EMBEDDING_DIMS, mem0_embedder_config
     from core.memory.registry import null_llm_config
 
+    quiet_mem0()  # mem0 logs memory text (every update at INFO); nothing it says may reach our logs
     vector_store, client = _vector_store_config(settings, storage, EMBEDDING_DIMS, qdrant_client)
     cache_dir = settings.model_cache
     config = MemoryConfig(
@@ -73,9 +75,10 @@ def build_memory(settings: Settings, storage: Storage, *, qdrant_client: Any | N
     except Exception as exc:
         raise StoreUnavailable(f"Long-term memory could not start: {type(exc).__name__}: {exc}") from exc
     if client is not None:
-        from core.memory.vector_server import enable_keyword_search
+        from core.memory.vector_server import enable_keyword_search, match_wildcard_as_present
 
         enable_keyword_search(memory.vector_store)
+        match_wildcard_as_present(memory.vector_store)
     return memory
 
 

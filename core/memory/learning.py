@@ -22,7 +22,7 @@ from pydantic_ai.models import Model
 from core.config import Settings
 from core.errors import BudgetExceeded, ValidationError
 from core.memory.pipeline import ExtractionFailed, MemoryPipeline, PipelineResult
-from core.memory.queue import ExtractionJob, ExtractionQueue
+from core.memory.queue import ExtractionJob, ExtractionQueue, failure_text
 from core.memory.service import MemoryService
 from core.memory.types import MemoryEvent, Scope
 from core.metrics import METRICS, Metrics
@@ -143,7 +143,7 @@ class LearningService:
                 outcome["events"] = self.process(job, source=source)
                 self.queue.complete(job.id, outcome["events"])
             except Exception as exc:  # noqa: BLE001 - the job stays queued; the worker retries it
-                status = self.queue.fail(job.id, f"{type(exc).__name__}: {exc}")
+                status = self.queue.fail(job.id, failure_text(exc))
                 log.warning("learning job %s failed (%s): %s", job.id, status, type(exc).__name__)
             finally:
                 done.set()

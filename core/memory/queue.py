@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
-from core.errors import NotFound
+from core.errors import AppError, NotFound
+from core.logs import exception_summary
 from core.memory.types import MemoryEvent, Scope
 from core.schema import pending_extractions as jobs
 
@@ -57,6 +58,14 @@ def _job(row) -> ExtractionJob:
         last_error=row.last_error,
         events=events,
     )
+
+
+def failure_text(exc: BaseException) -> str:
+    """What a failed job keeps as its last error (admins see it): our own errors' messages, which
+    are written for people; for anything else only its type and where it happened, never its text."""
+    if isinstance(exc, AppError):
+        return f"{type(exc).__name__}: {exc.message}"
+    return exception_summary(exc)
 
 
 class ExtractionQueue:
@@ -237,8 +246,8 @@ class ExtractionWorker:
             try:
                 events = self._process(job)
             except Exception as exc:  # any failure keeps the job; it is retried with backoff
-                status = self.queue.fail(job.id, f"{type(exc).__name__}: {exc}")
-                log.warning("extraction job %s failed (%s): %s", job.id, status, exc)
+                status = self.queue.fail(job.id, failure_text(exc))
+                log.warning("extraction job %s failed (%s): %s", job.id, status, exception_summary(exc))
                 failed += 1
             else:
                 self.queue.complete(job.id, events)
@@ -252,8 +261,8 @@ class ExtractionWorker:
         while not self._stop.is_set():
             try:
                 result = self.run_once()
-            except Exception:  # the database may be briefly unavailable; try again later
-                log.exception("extraction worker iteration failed")
+            except Exception as exc:  # the database may be briefly unavailable; try again later
+                log.error("extraction worker iteration failed: %s", exception_summary(exc))
                 result = {"done": 0, "failed": 0}
             if not result["done"] and not result["failed"]:
                 self._wake.wait(self.poll)

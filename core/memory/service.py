@@ -15,21 +15,25 @@ write, search and delete filters on it. An id that belongs to another owner is
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from core.conversations import validate_text
 from core.errors import NotFound, StoreUnavailable, ValidationError
 from core.memory.history import HistoryEntry, SqlHistory, attribution
+from core.memory.limits import check_id, check_metadata, check_plain, check_text, clean_labels
+from core.memory.paging import EngineReads, engine_reads, page_newest
 from core.memory.types import MEMORY_TYPES, CandidateMemory, MemoryEvent, MemoryRecord, NewMemory, Scope
 
+log = logging.getLogger(__name__)
+
 MAX_MEMORY_CHARS = 2000
+STORE_FAILED = "The memory store is not available right now; nothing was changed. Try again in a moment."
 LIST_CAP = 100_000
 RRF_K = 60
 _ID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -53,6 +57,15 @@ class MemoryFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityStats:
+    kind: str  # "user", "agent" or "run"
+    name: str
+    total: int
+    first_created: str | None
+    last_created: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +130,10 @@ def _expired(payload: dict[str, Any], today: date) -> bool:
         return False
 
 
+def _most_common(pairs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))  # ties by name, so the order is stable
+
+
 def _rows(listed: Any) -> list[Any]:
     """mem0 stores' ``list()`` returns ``[rows]`` (or rows); normalise to rows."""
     if isinstance(listed, tuple):
@@ -126,17 +143,19 @@ def _rows(listed: Any) -> list[Any]:
     return list(listed or [])
 
 
-def _clean_list(values: Iterable[str] | None, name: str) -> list[str]:
-    out: list[str] = []
-    for v in values or ():
-        if not isinstance(v, str):
-            raise ValidationError(f"{name} must be a list of text values.", field=name)
-        v = " ".join(v.split())[:100]
-        if v and v.lower() not in {o.lower() for o in out}:
-            out.append(v)
-    if len(out) > 30:
-        raise ValidationError(f"At most 30 {name}.", field=name)
-    return out
+def _memory_text(text: Any, field: str = "text") -> str:
+    return check_text(text, field=field, limit=MAX_MEMORY_CHARS, what="The memory" if field == "text" else "The query")
+
+
+def _check_scope(scope: Scope) -> None:
+    """A scope a memory may be written to: an owner, a visible user id, optional agent and run ids."""
+    if not isinstance(scope, Scope) or not isinstance(scope.owner_id, str) or not scope.owner_id:
+        raise ValidationError("An owner is required.", field="owner_id")
+    check_id(scope.user_id, field="user_id")
+    for key in ("agent_id", "run_id"):
+        value = getattr(scope, key)
+        if value is not None:
+            check_id(value, field=key)
 
 
 class MemoryService:
@@ -154,6 +173,10 @@ class MemoryService:
     def store(self) -> Any:
         return self._m.vector_store
 
+    @property
+    def _reads(self) -> EngineReads:
+        return engine_reads(self.store)
+
     def _embed(self, text: str, action: str = "search") -> list[float]:
         return self._m.embedding_model.embed(text, action)
 
@@ -166,7 +189,9 @@ class MemoryService:
         except (ValueError, TypeError) as exc:
             raise ValidationError(str(exc)) from exc
         except Exception as exc:  # the engine failed: say so, keep the caller's data
-            raise StoreUnavailable(f"The memory store failed: {type(exc).__name__}: {exc}") from exc
+            # The engine's own message may quote the statement and the memory text: never pass it on.
+            log.warning("memory store call %s failed: %s", getattr(fn, "__name__", "?"), type(exc).__name__)
+            raise StoreUnavailable(STORE_FAILED) from exc
 
     def _scope_filter(self, owner_id: str, flt: MemoryFilters | None = None) -> dict[str, Any]:
         if not owner_id:
@@ -177,21 +202,23 @@ class MemoryService:
         for key in ("user_id", "agent_id", "run_id"):
             value = getattr(flt, key)
             if value:
-                out[key] = value
+                out[key] = check_id(value, field=key, wildcard=True)
         if flt.types:
             bad = [t for t in flt.types if t not in MEMORY_TYPES]
             if bad:
                 raise ValidationError(f"Unknown memory type {bad[0]!r}.", field="types")
             out["type"] = {"in": list(flt.types)}
         if flt.tags:
-            out["tags"] = {"in": list(flt.tags)}
+            out["tags"] = {"in": clean_labels(flt.tags, field="tags")}
         if flt.people:
-            out["people"] = {"in": list(flt.people)}
+            out["people"] = {"in": clean_labels(flt.people, field="people")}
         rng: dict[str, Any] = {}
-        if flt.min_importance is not None:
-            rng["gte"] = int(flt.min_importance)
-        if flt.max_importance is not None:
-            rng["lte"] = int(flt.max_importance)
+        for op, bound in (("gte", flt.min_importance), ("lte", flt.max_importance)):
+            if bound is None:
+                continue
+            if isinstance(bound, bool) or not isinstance(bound, int) or not 0 <= bound <= 6:
+                raise ValidationError("Importance filters are whole numbers from 1 to 5.", field="importance")
+            rng[op] = bound
         if rng:
             out["importance"] = rng
         dates: dict[str, Any] = {}
@@ -201,11 +228,38 @@ class MemoryService:
             dates["lte"] = _iso(flt.created_before)
         if dates:
             out["created_at"] = dates
-        for key, value in (flt.metadata or {}).items():
+        for key, value in check_metadata(flt.metadata).items():
             if key in _OURS or key in _MEM0:
                 raise ValidationError(f"'{key}' is not a metadata field; use the dedicated filter.", field="metadata")
-            out[key] = value
+            out[key] = check_plain(value, field=f"metadata.{key}")
         return out
+
+    # A write is the vector change plus its history row. When mem0 fails between the two (the history
+    # database went away), the vector change is taken back, so nothing is half done. Callers hold
+    # the write lock, so what is taken back is exactly what the failed call did.
+    def _take_back_add(self, owner_id: str, text: str, *, since: datetime) -> None:
+        flt = {"owner_id": owner_id, "hash": hashlib.md5(text.encode()).hexdigest(), "created_at": {"gte": _iso(since)}}
+        try:
+            for memory_id in self._reads.ids(flt, limit=100):
+                try:
+                    recorded = bool(self.history_store.for_memory(memory_id))
+                except Exception:  # noqa: BLE001 - the history store is what failed: nothing was recorded
+                    recorded = False
+                if not recorded:
+                    self.store.delete(vector_id=memory_id)
+        except Exception as exc:  # noqa: BLE001 - best effort; the original error is raised
+            log.error("could not take back a half-written memory: %s", type(exc).__name__)
+
+    def _put_back(self, point: Any) -> None:
+        """Make a memory exactly what it was before a write that failed half-way (best effort)."""
+        if point is None:
+            return
+        payload = dict(point.payload or {})
+        try:
+            vector = self._embed(str(payload.get("data", "")), "update")
+            self.store.insert(vectors=[vector], ids=[str(point.id)], payloads=[payload])
+        except Exception as exc:  # noqa: BLE001 - best effort; the original error is raised
+            log.error("could not restore memory %s after a failed write: %s", point.id, type(exc).__name__)
 
     def _owned(self, owner_id: str, memory_id: str) -> MemoryRecord:
         if not isinstance(memory_id, str) or not _ID_RE.match(memory_id):
@@ -234,15 +288,15 @@ class MemoryService:
             raise ValidationError("Importance is a whole number from 1 to 5.", field="importance")
         if not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
             raise ValidationError("Confidence is a number from 0 to 1.", field="confidence")
-        meta = {k: v for k, v in (extra or {}).items() if k not in _OURS and k not in _MEM0}
+        meta = {k: v for k, v in check_metadata(extra).items() if k not in _OURS and k not in _MEM0}
         meta.update(
             owner_id=owner_id,
             type=type,
             importance=importance,
             confidence=float(confidence),
-            entities=_clean_list(entities, "entities"),
-            people=_clean_list(people, "people"),
-            tags=_clean_list(tags, "tags"),
+            entities=clean_labels(entities, field="entities"),
+            people=clean_labels(people, field="people"),
+            tags=clean_labels(tags, field="tags"),
             source=source,
         )
         return meta
@@ -264,22 +318,28 @@ class MemoryService:
         source: str = "ui",
     ) -> MemoryRecord:
         """Store ``text`` as one memory, verbatim (no model involved)."""
-        text = " ".join(validate_text(text, limit=MAX_MEMORY_CHARS).split())
+        _check_scope(scope)
+        text = _memory_text(text)
         meta = self._metadata(
             owner_id=scope.owner_id, type=type, importance=importance, confidence=confidence,
             entities=entities, people=people, tags=tags, source=source, extra=metadata,
         )
-        with attribution(scope, source):
-            result = self._call(
-                self._m.add,
-                text,
-                user_id=scope.user_id,
-                agent_id=scope.agent_id,
-                run_id=scope.run_id,
-                metadata=meta,
-                infer=False,
-                expiration_date=expires_at,
-            )
+        started = datetime.now(UTC)  # mem0 stamps created_at with the wall clock
+        with self._write_lock, attribution(scope, source):
+            try:
+                result = self._call(
+                    self._m.add,
+                    text,
+                    user_id=scope.user_id,
+                    agent_id=scope.agent_id,
+                    run_id=scope.run_id,
+                    metadata=meta,
+                    infer=False,
+                    expiration_date=expires_at,
+                )
+            except StoreUnavailable:
+                self._take_back_add(scope.owner_id, text, since=started)
+                raise
         rows = result.get("results", [])
         if not rows:
             raise StoreUnavailable("The memory store accepted nothing; the memory was not saved.")
@@ -307,6 +367,7 @@ class MemoryService:
             raise ValidationError("add_many takes a list of memories.", field="items")
         if not 1 <= batch_size <= 4096:
             raise ValidationError("batch_size must be between 1 and 4096.", field="batch_size")
+        _check_scope(scope)
         prepared: list[tuple[str, dict[str, Any], date | None]] = []
         for index, item in enumerate(items):
             try:
@@ -316,7 +377,7 @@ class MemoryService:
                     item = NewMemory.model_validate(item)
                 elif not isinstance(item, NewMemory):
                     raise ValidationError("each memory is text, a NewMemory or a dict of its fields.")
-                text = " ".join(validate_text(item.text, limit=MAX_MEMORY_CHARS).split())
+                text = _memory_text(item.text)
                 meta = self._metadata(
                     owner_id=scope.owner_id, type=item.type, importance=item.importance,
                     confidence=item.confidence, entities=item.entities, people=item.people,
@@ -392,7 +453,9 @@ class MemoryService:
                         self.store.delete(vector_id=mem_id)
                     except Exception:  # noqa: BLE001 - best effort; the original error is raised
                         pass
-                raise StoreUnavailable(f"The memory store failed ({type(exc).__name__}).") from exc
+                log.warning("memory insert failed: %s", type(exc).__name__)
+                raise StoreUnavailable("The memory store failed; nothing of this batch was saved. "
+                                       "Try again in a moment.") from exc
         return [_record(mem_id, p) for mem_id, p in zip(ids, payloads, strict=True)]
 
     def add_candidate(self, scope: Scope, candidate: CandidateMemory, *, source: str = "pipeline") -> MemoryRecord:
@@ -421,7 +484,7 @@ class MemoryService:
         """Change text and/or fields; unchanged fields keep their values. mem0 records an UPDATE."""
         current = self._owned(owner_id, memory_id)
         if text is not None:
-            text = " ".join(validate_text(text, limit=MAX_MEMORY_CHARS).split())
+            text = _memory_text(text)
         meta = self._metadata(
             owner_id=owner_id,
             type=type if type is not None else current.type,
@@ -437,7 +500,12 @@ class MemoryService:
         if expires_at is not ...:
             kwargs["expiration_date"] = expires_at
         with self._write_lock, attribution(current.scope, source):
-            self._call(self._m.update, current.id, **kwargs)
+            before = self._call(self.store.get, vector_id=current.id)
+            try:
+                self._call(self._m.update, current.id, **kwargs)
+            except StoreUnavailable:
+                self._put_back(before)
+                raise
         return self._owned(owner_id, current.id)
 
     def replace_with_candidate(self, scope: Scope, memory_id: str, candidate: CandidateMemory, *,
@@ -455,13 +523,18 @@ class MemoryService:
         owner_id = scope_or_owner.owner_id if isinstance(scope_or_owner, Scope) else scope_or_owner
         current = self._owned(owner_id, memory_id)
         with self._write_lock, attribution(current.scope, source):
-            self._call(self._m.delete, current.id)
+            before = self._call(self.store.get, vector_id=current.id)
+            try:
+                self._call(self._m.delete, current.id)
+            except StoreUnavailable:
+                self._put_back(before)
+                raise
 
     def delete_all(self, owner_id: str, *, user_id: str | None = None, agent_id: str | None = None,
                    run_id: str | None = None, source: str = "ui") -> int:
         """Delete every memory of the owner (optionally of one end-user/agent/run). Returns the count."""
-        ids = [r.id for r in self.get_all(owner_id, MemoryFilters(user_id=user_id, agent_id=agent_id, run_id=run_id),
-                                          limit=LIST_CAP, include_expired=True)]
+        flt = self._scope_filter(owner_id, MemoryFilters(user_id=user_id, agent_id=agent_id, run_id=run_id))
+        ids = self._call(self._reads.ids, flt, limit=LIST_CAP)
         for mem_id in ids:
             self.delete(owner_id, mem_id, source=source)
         return len(ids)
@@ -481,13 +554,17 @@ class MemoryService:
     ) -> list[MemoryRecord]:
         """The owner's memories, newest first."""
         flt = self._scope_filter(owner_id, filters)
-        cap = min(LIST_CAP, max(1, int(limit)) + max(0, int(offset)))
-        rows = _rows(self._call(self.store.list, filters=flt, top_k=LIST_CAP if cap > 1000 else max(cap, 1000)))
-        today = self._clock().date()
-        records = [_record(r.id, r.payload or {}) for r in rows
-                   if include_expired or not _expired(r.payload or {}, today)]
-        records.sort(key=lambda r: (r.created_at or "", r.id), reverse=True)
-        return records[offset: offset + limit]
+        offset = max(0, int(offset))
+        limit = max(0, min(int(limit), LIST_CAP - min(offset, LIST_CAP)))
+        live_on = None if include_expired else self._clock().date()
+        rows = self._call(page_newest, self._reads, flt, live_on=live_on, offset=offset, limit=limit)
+        return [_record(r.id, r.payload or {}) for r in rows]
+
+    def count_matching(self, owner_id: str, filters: MemoryFilters | None = None, *,
+                       include_expired: bool = False) -> int:
+        """How many memories :meth:`get_all` would list with no limit, counted by the engine."""
+        live_on = None if include_expired else self._clock().date()
+        return int(self._call(self._reads.count, self._scope_filter(owner_id, filters), live_on=live_on))
 
     def count(self, owner_id: str | None = None, *, type: str | None = None) -> int:
         """Exact number of memories (of one owner, of one type), counted by the engine."""
@@ -499,15 +576,7 @@ class MemoryService:
         return self._count(flt or None)
 
     def _count(self, flt: dict[str, Any] | None) -> int:
-        store = self.store
-        if hasattr(store, "count"):  # Qdrant Edge
-            return int(self._call(store.count, flt))
-        client = getattr(store, "client", None)
-        if client is not None and hasattr(store, "_create_filter"):  # mem0's qdrant store on a server
-            result = self._call(client.count, collection_name=store.collection_name,
-                                count_filter=store._create_filter(flt) if flt else None, exact=True)
-            return int(result.count)
-        return len(_rows(self._call(store.list, filters=flt, top_k=LIST_CAP)))
+        return int(self._call(self._reads.count, flt))
 
     def count_by_type(self) -> dict[str, int]:
         """Memories per type across the install (admin analytics)."""
@@ -636,7 +705,7 @@ class MemoryService:
         returned ``score`` is the cosine similarity; order is the fused rank. ``mode`` may be
         ``dense`` or ``keyword`` for comparison.
         """
-        query = validate_text(query, limit=MAX_MEMORY_CHARS, field="query").strip()
+        query = _memory_text(query, field="query")
         if not 1 <= int(top_k) <= 1000:
             raise ValidationError("top_k must be between 1 and 1000.", field="top_k")
         if mode not in ("hybrid", "dense", "keyword"):
@@ -711,19 +780,40 @@ class MemoryService:
         return self.get_all(owner_id, MemoryFilters(user_id=user_id, people=tuple(people)), limit=limit)
 
     def stats(self, owner_id: str, *, user_id: str | None = None) -> MemoryStats:
-        records = self.get_all(owner_id, MemoryFilters(user_id=user_id), limit=LIST_CAP)
-        tags = Counter(t for r in records for t in r.tags)
-        people = Counter(p for r in records for p in r.people)
-        created = sorted(r.created_at for r in records if r.created_at)
+        """Counts of the owner's live memories, computed by the engine (counts and facets)."""
+        flt = self._scope_filter(owner_id, MemoryFilters(user_id=user_id))
+        live_on, reads = self._clock().date(), self._reads
+
+        def facet(key: str, limit: int) -> list[tuple[str, int]]:
+            return [(str(v), n) for v, n in self._call(reads.facet, key, flt, live_on=live_on, limit=limit)]
+
+        def created(oldest_first: bool) -> str | None:
+            rows = self._call(reads.newest, flt, live_on=live_on, limit=1, oldest_first=oldest_first)
+            return (rows[0].payload or {}).get("created_at") if rows else None
+
         return MemoryStats(
-            total=len(records),
-            by_type=dict(Counter(r.type for r in records)),
-            top_tags=tags.most_common(10),
-            top_people=people.most_common(10),
-            oldest=created[0] if created else None,
-            newest=created[-1] if created else None,
-            user_ids=sorted({r.user_id for r in records if r.user_id}),
+            total=int(self._call(reads.count, flt, live_on=live_on)),
+            by_type=dict(facet("type", len(MEMORY_TYPES))),
+            top_tags=_most_common(facet("tags", 10)),
+            top_people=_most_common(facet("people", 10)),
+            oldest=created(True),
+            newest=created(False),
+            user_ids=sorted(v for v, _ in facet("user_id", LIST_CAP)),
         )
+
+    def entities(self, owner_id: str) -> list[EntityStats]:
+        """Every end-user, agent and run holding memories of the owner (expired ones too), by kind and
+        name, with how many memories each holds and when the first and the last were created."""
+        base, reads = self._scope_filter(owner_id), self._reads
+        out: list[EntityStats] = []
+        for kind in ("user", "agent", "run"):
+            key = f"{kind}_id"
+            for name, total in sorted(self._call(reads.facet, key, base, limit=LIST_CAP)):
+                flt = {**base, key: name}
+                stamps = [self._call(reads.newest, flt, limit=1, oldest_first=oldest) for oldest in (True, False)]
+                first, last = ((rows[0].payload or {}).get("created_at") if rows else None for rows in stamps)
+                out.append(EntityStats(kind, str(name), total, first, last))
+        return out
 
     # ------------------------------------------------------------------ maintenance
     def cleanup_expired(self, owner_id: str | None = None) -> int:
@@ -771,12 +861,13 @@ class MemoryService:
         erased = 0
         with self._write_lock:
             while True:  # in pages, so any number of memories goes
-                rows = _rows(self._call(self.store.list, filters={"owner_id": owner_id}, top_k=5_000))
-                if not rows:
+                # Ids only: a payload the engine cannot decode must not keep a person's data alive.
+                ids = self._call(self._reads.ids, {"owner_id": owner_id}, limit=5_000)
+                if not ids:
                     break
-                for r in rows:
-                    self._call(self.store.delete, vector_id=str(r.id))
-                erased += len(rows)
+                for memory_id in ids:
+                    self._call(self.store.delete, vector_id=memory_id)
+                erased += len(ids)
             self.history_store.erase_owner(owner_id)
         return erased
 

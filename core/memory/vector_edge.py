@@ -15,6 +15,13 @@ Process model
 Durability
     A write is in the WAL when ``insert``/``update``/``delete`` return, which survives a crash of
     this process (tested with SIGKILL). Surviving power loss needs ``flush()``; ``close()`` flushes.
+
+Damaged payloads
+    Edge stores JSON it cannot decode again (nested deeper than ~128). ``MemoryService`` refuses
+    such input, but a shard written before that may hold some. So a write is never reported failed
+    because the index rebuild after it failed (the write itself is in; :attr:`rebuild_problem`
+    says what is wrong, for the health report); listing skips points it cannot decode; and
+    ``delete`` removes them anyway.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ SPARSE = "bm25"
 KEYWORD_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "type", "tags", "people", "hash")
 TENANT_FIELD = "owner_id"
 INTEGER_FIELDS = ("importance",)
-DATETIME_FIELDS = ("created_at", "updated_at", "expires_at")  # mem0 writes ISO-8601 strings
+DATETIME_FIELDS = ("created_at", "updated_at", "expires_at", "expiration_date")  # ISO-8601 strings (mem0)
 TEXT_FIELD = "data"  # lowercase word index: backs ``icontains`` on the memory text
 
 _ENCODINGS = {
@@ -151,6 +158,7 @@ class _Shard:
         self.edge: qe.EdgeShard | None = None
         self.dims: int | None = None
         self.written_since_optimize = 0
+        self.rebuild_problem: str | None = None  # why the last index rebuild failed, until one succeeds
         self.bm25 = qe.Bm25()
 
     def open(self, config: QdrantEdgeConfig) -> qe.EdgeShard:
@@ -168,8 +176,7 @@ class _Shard:
         except Exception as exc:  # the bindings raise bare Exception with the Rust error text
             raise _translate_open_error(self.path, exc) from exc
         self.dims = _stored_dims(self.path) if not created else config.embedding_model_dims
-        if created:
-            _create_payload_indexes(self.edge)
+        _create_payload_indexes(self.edge)
         self._check_dims(config)
         return self.edge
 
@@ -239,19 +246,23 @@ def _stored_dims(path: Path) -> int | None:
 
 
 def _create_payload_indexes(edge: qe.EdgeShard) -> None:
-    update = edge.update
-    update(qe.UpdateOperation.create_field_index(TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True)))
-    for name in KEYWORD_FIELDS:
-        update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
-    for name in INTEGER_FIELDS:
-        update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Integer))
-    for name in DATETIME_FIELDS:
-        update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Datetime))
-    update(
-        qe.UpdateOperation.create_field_index(
-            TEXT_FIELD, qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
-        )
-    )
+    """Create the payload indexes this version filters on that the shard does not have yet (a new
+    shard gets them all; an older one gets those added since, e.g. the expiry index)."""
+    existing = set(edge.info().payload_schema)
+    wanted: list[tuple[str, Any]] = [(TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True))]
+    wanted += [(name, qe.PayloadSchemaType.Keyword) for name in KEYWORD_FIELDS]
+    wanted += [(name, qe.PayloadSchemaType.Integer) for name in INTEGER_FIELDS]
+    wanted += [(name, qe.PayloadSchemaType.Datetime) for name in DATETIME_FIELDS]
+    wanted.append((TEXT_FIELD, qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)))
+    for name, params in wanted:
+        if name in existing:
+            continue
+        try:
+            edge.update(qe.UpdateOperation.create_field_index(name, params))
+        except BaseException as exc:  # indexing reads every payload; a damaged one must not stop the start
+            if not _undecodable(exc):
+                raise
+            logger.warning("Edge shard: could not index %r, a stored payload cannot be decoded", name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,6 +423,29 @@ def _range(key: str, bounds: dict[str, Any]) -> Any:
 # The store
 
 
+CREATED_AT = "created_at"
+EXPIRES = "expiration_date"  # where mem0 keeps a memory's expiry (YYYY-MM-DD)
+
+
+def _with_live(flt: Any, live_on: date | None) -> Any:
+    """``flt`` narrowed to points not expired on ``live_on`` (no expiry, or one on or after that day)."""
+    if live_on is None:
+        return flt
+    live = qe.Filter(should=[qe.IsEmptyCondition(EXPIRES),
+                             qe.FieldCondition(key=EXPIRES, range=qe.RangeDateTime(gte=live_on.isoformat()))])
+    return live if flt is None else qe.Filter(must=[flt, live])
+
+
+class EnginePanic(RuntimeError):
+    """The Edge engine panicked (pyo3's ``PanicException`` is a BaseException; this is an error)."""
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """True for Edge's error about a stored payload it cannot decode."""
+    text = str(exc)
+    return "Failed to decode" in text or "deserialize payload" in text
+
+
 def _point_id(vector_id: Any) -> uuid.UUID | int:
     if isinstance(vector_id, uuid.UUID):
         return vector_id
@@ -456,7 +490,13 @@ class QdrantEdgeStore(VectorStoreBase):
     @contextmanager
     def _locked(self) -> Iterator[qe.EdgeShard]:
         with self._shard.lock:
-            yield self._shard.open(self.config)
+            try:
+                yield self._shard.open(self.config)
+            except BaseException as exc:
+                # A Rust panic surfaces as pyo3's PanicException, a BaseException: make it an error.
+                if type(exc).__name__ == "PanicException":
+                    raise EnginePanic(str(exc)) from exc
+                raise
 
     # -- collection lifecycle ------------------------------------------------------------------
 
@@ -522,8 +562,8 @@ class QdrantEdgeStore(VectorStoreBase):
                 payload = dict(payloads[index]) if payloads else {}
                 points.append(qe.Point(_point_id(ids[index]), self._named_vectors(vector, payload), payload))
             if points:
-                edge.update(qe.UpdateOperation.upsert_points(points))
-                self._after_write(edge, len(points))
+                self._write(qe.UpdateOperation.upsert_points(points))
+                self._after_write(len(points))
 
     def update(self, vector_id: Any, vector: Any = None, payload: dict | None = None) -> None:
         """mem0 semantics: vector+payload replaces the point; payload alone is merged; vector alone is replaced."""
@@ -532,29 +572,55 @@ class QdrantEdgeStore(VectorStoreBase):
             if vector is not None and payload is not None:
                 payload = dict(payload)
                 point = qe.Point(point_id, self._named_vectors(vector, payload), payload)
-                edge.update(qe.UpdateOperation.upsert_points([point]))
+                self._write(qe.UpdateOperation.upsert_points([point]))
             elif payload is not None:
-                edge.update(qe.UpdateOperation.set_payload([point_id], dict(payload)))
+                self._write(qe.UpdateOperation.set_payload([point_id], dict(payload)))
                 text = self._bm25_text(payload)
                 if text is not None:  # keep the keyword leg in step with the new text
-                    edge.update(
+                    self._write(
                         qe.UpdateOperation.update_vectors(
                             [qe.PointVectors(point_id, {SPARSE: self._shard.bm25.embed_document(text)})]
                         )
                     )
             elif vector is not None:
-                edge.update(
+                self._write(
                     qe.UpdateOperation.update_vectors(
                         [qe.PointVectors(point_id, {DENSE: _dense(vector, self.embedding_model_dims)})]
                     )
                 )
             else:
                 return
-            self._after_write(edge, 1)
+            self._after_write(1)
 
     def delete(self, vector_id: Any) -> None:
+        """Remove a point, also one whose payload cannot be decoded: deleting reads the payload to
+        update the indexes, so an undecodable one is overwritten with an empty payload first."""
+        point_id = _point_id(vector_id)
         with self._locked() as edge:
-            edge.update(qe.UpdateOperation.delete_points([_point_id(vector_id)]))
+            try:
+                edge.retrieve([point_id], with_payload=True, with_vector=False)
+            except BaseException as exc:  # bare Exception with the Rust error text, or a panic
+                if not _undecodable(exc):
+                    raise
+                self._write(qe.UpdateOperation.overwrite_payload([point_id], {}))
+                logger.warning("deleting Edge point %s whose payload could not be decoded", point_id)
+            self._write(qe.UpdateOperation.delete_points([point_id]))
+
+    def _write(self, operation: Any) -> None:
+        """Apply one update to the shard.
+
+        After an update fails, Edge refuses every later one ("Not recovered from previous error")
+        until the shard is reopened; one account's bad write would block everybody's. So reopen it
+        and try once more.
+        """
+        try:
+            self._shard.edge.update(operation)
+        except BaseException as exc:
+            if "Not recovered from previous error" not in str(exc):
+                raise
+            logger.warning("Edge shard %s refused writes after an earlier failure; reopening it", self._shard.path)
+            self._shard.close()
+            self._shard.open(self.config).update(operation)
 
     def _named_vectors(self, vector: Any, payload: dict) -> dict[str, Any]:
         named: dict[str, Any] = {DENSE: _dense(vector, self.embedding_model_dims)}
@@ -581,25 +647,77 @@ class QdrantEdgeStore(VectorStoreBase):
     # mark: almost always free, one ~2 s build per ~6.5k memories, paid on a write (memories are
     # stored after the reply is streamed) rather than by searches degrading to full scans. A
     # background thread would not help: the bindings hold the GIL, so it would stall the app alike.
-    def _after_write(self, edge: qe.EdgeShard, count: int) -> None:
+    #
+    # The write that triggers a rebuild is already in the WAL. A rebuild that fails (a damaged
+    # payload) must not turn it into an error: the caller would see a failure for a change that
+    # was made, and mem0 would skip writing its history. It is recorded in ``rebuild_problem``
+    # instead, and tried again after another ``optimize_after`` writes.
+    def _after_write(self, count: int) -> None:
         self._shard.written_since_optimize += count
         threshold = self.config.optimize_after
         if threshold and self._shard.written_since_optimize >= threshold:
-            self._optimize(edge)
+            try:
+                self._optimize(self._shard.edge)
+            except StoreUnavailable:
+                pass  # recorded in rebuild_problem and logged; the write itself succeeded
 
     def _optimize(self, edge: qe.EdgeShard) -> bool:
         started = time.perf_counter()
-        changed = edge.optimize()
         self._shard.written_since_optimize = 0
+        try:
+            changed = edge.optimize()
+        except BaseException as exc:  # bare Exception with the Rust error text, or a panic
+            if not isinstance(exc, Exception) and not _undecodable(exc):
+                raise
+            if _undecodable(exc):
+                damaged = self._damaged_ids(edge)
+                reason = f"{len(damaged) or 'a'} stored payload(s) cannot be decoded"
+                logger.warning("Edge shard %s: points whose payload cannot be decoded: %s", self._shard.path,
+                               ", ".join(damaged[:100]) or "none found by a scan")
+            else:
+                reason = type(exc).__name__
+            self._shard.rebuild_problem = f"the index rebuild fails: {reason}"
+            logger.warning("optimizing Edge shard %s failed: %s", self._shard.path, reason)
+            raise StoreUnavailable(f"The vector index could not be rebuilt: {reason}.") from exc
+        self._shard.rebuild_problem = None
         logger.info(
             "optimized Edge shard %s in %.2fs (changed=%s)", self._shard.path, time.perf_counter() - started, changed
         )
         return changed
 
     def optimize(self) -> bool:
-        """Build pending HNSW/quantization indexes now (blocking). True if any segment changed."""
+        """Build pending HNSW/quantization indexes now (blocking). True if any segment changed.
+        Raises :class:`StoreUnavailable` if the rebuild fails (see :attr:`rebuild_problem`)."""
         with self._locked() as edge:
             return self._optimize(edge)
+
+    @staticmethod
+    def _damaged_ids(edge: qe.EdgeShard) -> list[str]:
+        """Ids of the points whose payload cannot be decoded (a full scan, a page at a time)."""
+        damaged: list[str] = []
+        offset = None
+        while True:
+            ids, offset = edge.scroll(qe.ScrollRequest(offset=offset, limit=1_000, with_payload=False,
+                                                       with_vector=False))
+            try:
+                edge.retrieve([r.id for r in ids], with_payload=True, with_vector=False)
+            except BaseException as exc:
+                if not _undecodable(exc):
+                    raise
+                for record in ids:
+                    try:
+                        edge.retrieve([record.id], with_payload=True, with_vector=False)
+                    except BaseException as inner:
+                        if not _undecodable(inner):
+                            raise
+                        damaged.append(str(record.id))
+            if offset is None or not ids:
+                return damaged
+
+    @property
+    def rebuild_problem(self) -> str | None:
+        """Why the last index rebuild of this shard failed, or None (health reports it)."""
+        return self._shard.rebuild_problem
 
     def flush(self) -> None:
         """Force the shard to disk (power-loss durability; process crashes are covered by the WAL)."""
@@ -659,7 +777,8 @@ class QdrantEdgeStore(VectorStoreBase):
         return _hit(records[0]) if records else None
 
     def list(self, filters: dict | None = None, top_k: int | None = 100) -> list[list[VectorHit]]:
-        """Up to ``top_k`` points matching ``filters``, wrapped as ``[rows]`` like mem0's qdrant store."""
+        """Up to ``top_k`` points matching ``filters``, wrapped as ``[rows]`` like mem0's qdrant store.
+        Points whose payload cannot be decoded are left out (and logged by id)."""
         limit = 100 if top_k is None else max(int(top_k), 0)
         flt = build_filter(filters)
         rows: list[VectorHit] = []
@@ -667,14 +786,85 @@ class QdrantEdgeStore(VectorStoreBase):
         with self._locked() as edge:
             while len(rows) < limit:
                 page = min(limit - len(rows), 1_000)
-                records, offset = edge.scroll(
-                    qe.ScrollRequest(offset=offset, limit=page, filter=flt, with_payload=True, with_vector=False)
-                )
+                request = qe.ScrollRequest(offset=offset, limit=page, filter=flt, with_payload=True, with_vector=False)
+                try:
+                    records, next_offset = edge.scroll(request)
+                except BaseException as exc:
+                    if not _undecodable(exc):
+                        raise
+                    records, next_offset = self._decodable_page(edge, offset, page, flt)
+                offset = next_offset
                 rows.extend(_hit(r) for r in records)
                 if offset is None or not records:
                     break
         return [rows]
 
-    def count(self, filters: dict | None = None) -> int:
+    def _decodable_page(self, edge: qe.EdgeShard, offset: Any, limit: int, flt: Any) -> tuple[list[Any], Any]:
+        """The page a scroll would return, without the points whose payload cannot be decoded."""
+        ids, next_offset = edge.scroll(
+            qe.ScrollRequest(offset=offset, limit=limit, filter=flt, with_payload=False, with_vector=False))
+        records = []
+        for record in ids:
+            try:
+                records.extend(edge.retrieve([record.id], with_payload=True, with_vector=False))
+            except BaseException as exc:
+                if not _undecodable(exc):
+                    raise
+                logger.warning("skipped Edge point %s: its payload cannot be decoded", record.id)
+        return records, next_offset
+
+    def count(self, filters: dict | None = None, *, live_on: date | None = None) -> int:
+        """Points matching ``filters`` (and, with ``live_on``, not expired on that day), counted exactly."""
         with self._locked() as edge:
-            return edge.count(qe.CountRequest(exact=True, filter=build_filter(filters)))
+            return edge.count(qe.CountRequest(exact=True, filter=_with_live(build_filter(filters), live_on)))
+
+    # -- reads that page and group in the engine (core.memory.paging.EngineReads) ---------------------
+
+    def ids(self, filters: dict | None = None, *, limit: int = 100_000) -> list[str]:
+        """Ids of the points matching ``filters``, without reading (or decoding) a payload."""
+        flt = build_filter(filters)
+        out: list[str] = []
+        offset = None
+        with self._locked() as edge:
+            while len(out) < limit:
+                records, offset = edge.scroll(qe.ScrollRequest(
+                    offset=offset, limit=min(1_000, limit - len(out)), filter=flt, with_payload=False,
+                    with_vector=False))
+                out.extend(str(r.id) for r in records)
+                if offset is None or not records:
+                    break
+        return out
+
+    def newest(self, filters: dict | None = None, *, live_on: date | None = None, limit: int = 100,
+               oldest_first: bool = False) -> list[VectorHit]:
+        """Up to ``limit`` points by ``created_at``, newest first (or oldest first); ties in any order."""
+        order = qe.OrderBy(CREATED_AT, qe.Direction.Asc if oldest_first else qe.Direction.Desc)
+        flt = _with_live(build_filter(filters), live_on)
+        count = max(1, int(limit))
+        with self._locked() as edge:
+            try:
+                records, _ = edge.scroll(qe.ScrollRequest(limit=count, filter=flt, with_payload=True,
+                                                          with_vector=False, order_by=order))
+            except BaseException as exc:
+                if not _undecodable(exc):
+                    raise
+                ids, _ = edge.scroll(qe.ScrollRequest(limit=count, filter=flt, with_payload=False, with_vector=False,
+                                                      order_by=order))
+                records = []
+                for record in ids:  # keep the order, leave out what cannot be decoded
+                    try:
+                        records.extend(edge.retrieve([record.id], with_payload=True, with_vector=False))
+                    except BaseException as inner:
+                        if not _undecodable(inner):
+                            raise
+                        logger.warning("skipped Edge point %s: its payload cannot be decoded", record.id)
+        return [_hit(r) for r in records]
+
+    def facet(self, key: str, filters: dict | None = None, *, live_on: date | None = None,
+              limit: int = 10) -> list[tuple[Any, int]]:
+        """The most common values of a keyword-indexed field among matching points, with counts."""
+        request = qe.FacetRequest(key, limit=max(1, int(limit)), exact=True,
+                                  filter=_with_live(build_filter(filters), live_on))
+        with self._locked() as edge:
+            response = edge.facet(request)
+        return [(hit.value, int(hit.count)) for hit in response.hits]

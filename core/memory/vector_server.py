@@ -14,14 +14,19 @@ Three gaps in mem0's store are closed at its boundaries, without copying its cod
   ``enable_keyword_search`` hands it ``Bm25SparseEncoder``, Qdrant's own BM25 from qdrant_edge,
   computed in-process;
 * its ``<collection>_entities`` twin would be created unquantized: ``ensure_memory_collections``
-  prepares both.
+  prepares both;
+* its ``{"field": "*"}`` matches every point, also those without the field, while Qdrant Edge
+  and the REST API mean "has a value": ``match_wildcard_as_present`` gives it that meaning, so a
+  wildcard never widens a delete.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -31,10 +36,12 @@ from qdrant_client.local.qdrant_local import QdrantLocal
 
 from core.errors import ConfigError
 from core.memory.vector_edge import (
+    CREATED_AT,
     DATETIME_FIELDS,
     DEFAULT_OVERSAMPLING,
     DEFAULT_QUANTIZATION,
     DEFAULT_QUERY_ENCODING,
+    EXPIRES,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
@@ -43,6 +50,8 @@ from core.memory.vector_edge import (
     Quantization,
     QueryEncoding,
 )
+
+log = logging.getLogger(__name__)
 
 _ENCODINGS = {
     "1bit": models.BinaryQuantizationEncoding.ONE_BIT,
@@ -244,3 +253,85 @@ def enable_keyword_search(store: Any) -> Any:
     """
     store._bm25_encoder = Bm25SparseEncoder()
     return store
+
+
+def match_wildcard_as_present(store: Any) -> Any:
+    """Make ``{"field": "*"}`` in mem0's Qdrant store match points where the field has a value (mem0
+    skips the condition, matching points without the field too). Returns ``store``."""
+    build = store._build_field_condition
+
+    def field_condition(key: str, value: Any) -> Any:
+        if isinstance(value, str) and value == "*":
+            return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))])
+        return build(key, value)
+
+    store._build_field_condition = field_condition
+    return store
+
+
+class ServerReads:
+    """:class:`core.memory.paging.EngineReads` for mem0's Qdrant store: scrolls ordered by the
+    ``created_at`` index, exact counts and facets, on the store's own client and filter dialect.
+
+    qdrant-client decodes payloads recursively in Python; a payload stored nested hundreds of
+    levels deep (before ``core.memory.limits`` existed) raises ``RecursionError``. Such points are
+    left out of listings one by one instead of failing the whole page.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._client: QdrantClient = store.client
+        self._collection = store.collection_name
+
+    def _filter(self, filters: dict | None, live_on: date | None) -> models.Filter | None:
+        flt = self._store._create_filter(filters) if filters else None
+        if live_on is None:
+            return flt
+        live = models.Filter(should=[
+            models.IsEmptyCondition(is_empty=models.PayloadField(key=EXPIRES)),
+            models.FieldCondition(key=EXPIRES, range=models.DatetimeRange(gte=live_on.isoformat())),
+        ])
+        return live if flt is None else models.Filter(must=[flt, live])
+
+    def count(self, filters: dict | None = None, *, live_on: date | None = None) -> int:
+        return int(self._client.count(self._collection, count_filter=self._filter(filters, live_on), exact=True).count)
+
+    def ids(self, filters: dict | None = None, *, limit: int = 100_000) -> list[str]:
+        flt = self._filter(filters, None)
+        out: list[str] = []
+        offset = None
+        while len(out) < limit:
+            records, offset = self._client.scroll(self._collection, scroll_filter=flt,
+                                                  limit=min(1_000, limit - len(out)), offset=offset,
+                                                  with_payload=False, with_vectors=False)
+            out.extend(str(r.id) for r in records)
+            if offset is None or not records:
+                break
+        return out
+
+    def newest(self, filters: dict | None = None, *, live_on: date | None = None, limit: int = 100,
+               oldest_first: bool = False) -> list[Any]:
+        direction = models.Direction.ASC if oldest_first else models.Direction.DESC
+        order = models.OrderBy(key=CREATED_AT, direction=direction)
+        flt = self._filter(filters, live_on)
+        try:
+            records, _ = self._client.scroll(self._collection, scroll_filter=flt, limit=max(1, int(limit)),
+                                             order_by=order, with_payload=True, with_vectors=False)
+            return records
+        except RecursionError:
+            pass
+        ids, _ = self._client.scroll(self._collection, scroll_filter=flt, limit=max(1, int(limit)), order_by=order,
+                                     with_payload=False, with_vectors=False)
+        records = []
+        for record in ids:
+            try:
+                records.extend(self._client.retrieve(self._collection, [record.id], with_payload=True))
+            except RecursionError:
+                log.warning("skipped Qdrant point %s: its payload is nested too deeply to decode", record.id)
+        return records
+
+    def facet(self, key: str, filters: dict | None = None, *, live_on: date | None = None,
+              limit: int = 10) -> list[tuple[Any, int]]:
+        response = self._client.facet(self._collection, key=key, facet_filter=self._filter(filters, live_on),
+                                      limit=max(1, int(limit)), exact=True)
+        return [(hit.value, int(hit.count)) for hit in response.hits]
