@@ -5,6 +5,7 @@ A signed-in session is seeded the way the app proves one: a real access token fr
 Replies come from the scripted ``test:echo`` model (``OPTIMUS_SCRIPTED_MODELS=true``).
 """
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -115,8 +116,10 @@ def test_chat_streams_a_reply_and_the_pipeline_learns(isolated_settings):
     texts = [m.markdown[0].value for m in at.chat_message]
     assert texts == ["Remember that my sister is called Rita", "You said: Remember that my sister is called Rita"]
     runtime = get_runtime()
-    worker = runtime.start_worker()
-    worker.run_once()
+    runtime.start_worker().run_once()  # the worker thread may have claimed the job already: wait for it
+    deadline = time.monotonic() + 30
+    while runtime.queue.depth()["pending"] + runtime.queue.depth()["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     at = _run(at)
     panel = at.chat_message[1].expander[0]
     assert "1 change" in panel.label
