@@ -16,6 +16,8 @@ import re
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from core.memory.types import MAX_FACT_CHARS
+
 _MESSAGE = re.compile(r"^Message:\s*(.+)$", re.MULTILINE)
 
 
@@ -46,7 +48,7 @@ def memory_model() -> FunctionModel:
         if "facts" in tool.parameters_json_schema.get("properties", {}):
             found = _MESSAGE.search(prompt)
             said = found.group(1).strip().rstrip(".!") if found else ""
-            args = {"facts": [said] if said else []}
+            args = {"facts": [said[:MAX_FACT_CHARS]] if said else []}  # within the schema, like a real model
         else:
             args = {"verdicts": ["new"] * len(re.findall(r"^NEW \d+:", prompt, re.MULTILINE))}
         return ModelResponse(parts=[ToolCallPart(tool_name=tool.name, args=args)])
