@@ -663,7 +663,8 @@ class MemoryService:
         if any(e.owner_id not in (None, owner_id) for e in history):
             raise NotFound("No such memory.")
         scope = Scope(owner_id, snapshot.get("user_id") or owner_id, snapshot.get("agent_id"), snapshot.get("run_id"))
-        text = " ".join(validate_text(snapshot.get("memory") or "", limit=MAX_MEMORY_CHARS).split())
+        _check_scope(scope)
+        text = " ".join(_memory_text(snapshot.get("memory") or "").split())
         meta = self._metadata(
             owner_id=owner_id, type=snapshot.get("type") or "note", importance=int(snapshot.get("importance") or 3),
             confidence=float(snapshot.get("confidence") if snapshot.get("confidence") is not None else 1.0),
