@@ -7,18 +7,16 @@ row goes with the user). Admins' keys are scoped to their own account like every
 
 CLI (prints a new key once)::
 
-    python -m core.apikeys create --username alice --name "laptop script"
-    python -m core.apikeys list --username alice
-    python -m core.apikeys revoke --username alice --key-id 3f2a...
+    python -m core apikey create --username alice --name "laptop script"
+    python -m core apikey list --username alice
+    python -m core apikey revoke --username alice --key-id 3f2a...
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import secrets
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,58 +197,3 @@ class ApiKeyStore:
             if changed:
                 self._record(conn, "apikey.revoke", owner_id, key, actor_id)
         return key
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core.audit import AuditLog
-    from core.config import get_settings
-    from core.errors import AppError
-    from core.storage import open_storage
-    from core.users import UserStore
-
-    parser = argparse.ArgumentParser(prog="python -m core.apikeys", description="Manage REST API keys.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="create a key and print it once")
-    create.add_argument("--username", required=True)
-    create.add_argument("--name", required=True, help="what the key is for")
-    listing = commands.add_parser("list", help="list a user's keys")
-    listing.add_argument("--username", required=True)
-    revoke = commands.add_parser("revoke", help="revoke a key")
-    revoke.add_argument("--username", required=True)
-    revoke.add_argument("--key-id", required=True)
-    args = parser.parse_args(argv)
-
-    try:
-        storage = open_storage(get_settings())
-    except AppError as exc:
-        print(exc.message, file=sys.stderr)
-        return 2
-    try:
-        user = UserStore(storage.engine).find_by_username(args.username)
-        if user is None:
-            print(f"No user named {args.username!r}.", file=sys.stderr)
-            return 1
-        store = ApiKeyStore(storage.engine, audit=AuditLog(storage.engine))
-        if args.command == "create":
-            key, plaintext = store.create(user.id, args.name, actor_id=None)
-            print(plaintext)
-            print(f"Key {key.id} ({key.name}) for {user.username}. Copy it now: it is not shown again.",
-                  file=sys.stderr)
-        elif args.command == "list":
-            for key in store.for_owner(user.id):
-                state = "active" if key.active else f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
-                used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
-                print(f"{key.id}  {key.prefix}…  {key.name!r}  {state}  used {key.usage_count}× (last {used})")
-        else:
-            key = store.revoke(user.id, args.key_id, actor_id=None)
-            print(f"Revoked {key.id} ({key.name}).")
-        return 0
-    except AppError as exc:
-        print(exc.message, file=sys.stderr)
-        return 1
-    finally:
-        storage.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

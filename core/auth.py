@@ -34,6 +34,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import math
 import re
 import secrets
@@ -53,6 +54,7 @@ from sqlalchemy.exc import IntegrityError
 from core.audit import AuditLog
 from core.errors import (
     CaptchaRequired,
+    ConfigError,
     InvalidCredentials,
     NotFound,
     PermissionDenied,
@@ -65,9 +67,11 @@ from core.users import Role, User, UserStore, normalise_username, require_role, 
 if TYPE_CHECKING:
     from core.config import Settings
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "BROWSER_COOKIE", "SESSION_COOKIE", "AuthPolicy", "AuthService", "AuthSession", "Captcha", "Login", "Verified",
-    "check_password_strength", "new_browser_id", "require_role",
+    "check_password_strength", "ensure_admin_from_settings", "new_browser_id", "require_role",
 ]
 
 ALGORITHM = "HS256"
@@ -289,7 +293,7 @@ class AuthService:
         return self._create(username, password, email=email, role="user", ip=ip, method="password")
 
     def create_admin(self, username: str, password: str, *, email: str | None = None, via: str = "cli") -> User:
-        """The operator creates an admin (``python -m core.admin`` or ``OPTIMUS_ADMIN_*``); same password rules."""
+        """The operator creates an admin (``python -m core create-admin`` or ``OPTIMUS_ADMIN_*``); same password rules."""
         return self._create(username, password, email=email, role="admin", ip=None, method=via)
 
     def _create(self, username: str, password: str, *, email: str | None, role: Role, ip: str | None,
@@ -910,3 +914,32 @@ class AuthService:
                 continue
         return "user"
 
+
+# ---------------------------------------------------------------------------------- first admin
+def ensure_admin_from_settings(auth: AuthService, users: UserStore, settings: Settings) -> User | None:
+    """Create the ``OPTIMUS_ADMIN_*`` admin if the settings name one and no admin exists yet.
+
+    Returns the user created, or None. A weak password or a half-set pair is a :class:`ConfigError`
+    naming the variable to fix.
+    """
+    username = (settings.admin_username or "").strip()
+    password = settings.admin_password.get_secret_value() if settings.admin_password is not None else ""
+    if not username and not password:
+        return None
+    if not username or not password:
+        missing = "OPTIMUS_ADMIN_PASSWORD" if username else "OPTIMUS_ADMIN_USERNAME"
+        raise ConfigError(f"{missing} is not set: set both OPTIMUS_ADMIN_USERNAME and OPTIMUS_ADMIN_PASSWORD "
+                          "to create the first admin at start, or neither (and use `python -m core create-admin`).")
+    if users.list_users(role="admin", limit=1):
+        existing = users.find_by_username(username)
+        if existing is None or existing.role != "admin":
+            log.warning("OPTIMUS_ADMIN_USERNAME=%s ignored: an admin already exists", username)
+        return None
+    try:
+        user = auth.create_admin(username, password, email=settings.admin_email, via="settings")
+    except ValidationError as exc:
+        name = {"password": "OPTIMUS_ADMIN_PASSWORD", "email": "OPTIMUS_ADMIN_EMAIL"}.get(
+            exc.field or "", "OPTIMUS_ADMIN_USERNAME")
+        raise ConfigError(f"{name}: {exc.message}") from None
+    log.info("created the first admin %r from OPTIMUS_ADMIN_USERNAME", user.username)
+    return user

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from core.audit import AuditLog
-from core.auth import AuthPolicy, AuthService
+from core.auth import AuthPolicy, AuthService, ensure_admin_from_settings
 from core.config import Settings, get_settings, resolve_jwt_secret
 from core.conversations import CleanupReport, ConversationStore
 from core.health import ComponentStatus, HealthReport, collect_health
@@ -31,6 +31,7 @@ from core.users import UserStore
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
+    from core.apikeys import ApiKeyStore
     from core.chat import ChatService
     from core.gdpr import GdprService
     from core.memory.learning import LearningService
@@ -105,6 +106,13 @@ class Runtime:
                         on_enqueued=lambda: self._worker.wake() if self._worker else None,
                     )
         return self._learning
+
+    @property
+    def api_keys(self) -> ApiKeyStore:
+        """REST API keys (created on the Settings page or by ``python -m core apikey``)."""
+        from core.apikeys import ApiKeyStore
+
+        return ApiKeyStore(self.storage.engine, audit=self.audit)
 
     @property
     def preferences(self) -> PreferenceStore:
@@ -230,9 +238,7 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
                          policy=AuthPolicy.from_settings(settings)),
     )
     try:
-        from core.admin import ensure_admin_from_settings
-
-        ensure_admin_from_settings(runtime)  # OPTIMUS_ADMIN_*: the first admin, on first start only
+        ensure_admin_from_settings(runtime.auth, runtime.users, settings)  # OPTIMUS_ADMIN_*: first start only
     except BaseException:
         runtime.close()
         raise

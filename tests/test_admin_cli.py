@@ -1,4 +1,5 @@
-"""The first admin: ``python -m core.admin`` (password from a prompt or stdin, never argv) and OPTIMUS_ADMIN_*."""
+"""The operator CLI ``python -m core``: the first admin (password from a prompt or stdin, never argv),
+OPTIMUS_ADMIN_*, API keys, and backup/restore."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from core.admin import main
+from core.cli import main
 from core.errors import ConfigError, InvalidCredentials
 from tests.conftest import REPO
 from tests.test_auth import OTHER_PASSWORD, PASSWORD
@@ -93,7 +94,7 @@ def test_ephemeral_storage_has_nothing_to_administer(monkeypatch, capsys):
 def test_real_command_with_piped_password(env):
     child_env = {k: v for k, v in os.environ.items()}
     done = subprocess.run(
-        [sys.executable, "-m", "core.admin", "create-admin", "--username", "ops"],
+        [sys.executable, "-m", "core", "create-admin", "--username", "ops"],
         input=PASSWORD + "\n", capture_output=True, text=True, cwd=REPO, env=child_env, timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -151,3 +152,22 @@ def test_no_settings_no_admin(env):
         assert rt.users.count() == 0  # no default account, no default password
     finally:
         rt.close()
+
+
+def test_backup_and_restore_through_the_cli(isolated_settings, tmp_path, capsys):
+    from core.memory.types import Scope
+
+    rt = runtime()
+    try:
+        ada = rt.users.create("ada")
+        rt.memory.add(Scope.personal(ada.id), "Keeps bees in the garden")
+    finally:
+        rt.close()
+    assert main(["backup", "--to", str(tmp_path / "backups")]) == 0
+    out = capsys.readouterr().out
+    assert "1 users" in out and "1 memories" in out
+    (archive,) = (tmp_path / "backups").glob("optimus-backup-*.tar.gz")
+    assert main(["restore", "--from", str(archive), "--data-dir", str(tmp_path / "new")]) == 0
+    assert "1 memories" in capsys.readouterr().out
+    assert main(["restore", "--from", str(archive), "--data-dir", str(tmp_path / "new")]) == 1
+    assert "not empty" in capsys.readouterr().err

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, select, update
 
-from core.apikeys import ApiKeyStore, main
+from core.apikeys import ApiKeyStore
+from core.cli import main
 from core.errors import InvalidCredentials, NotFound, PermissionDenied, ValidationError
 from core.schema import api_keys, users
 from core.users import UserStore
@@ -199,18 +200,18 @@ def test_cli_creates_lists_and_revokes(isolated_settings, capsys):
     finally:
         storage.close()
 
-    assert main(["create", "--username", "carol", "--name", "backup job"]) == 0
+    assert main(["apikey", "create", "--username", "carol", "--name", "backup job"]) == 0
     out = capsys.readouterr()
     plaintext = out.out.strip()
     assert plaintext.startswith("om_") and "not shown again" in out.err
 
-    assert main(["list", "--username", "carol"]) == 0
+    assert main(["apikey", "list", "--username", "carol"]) == 0
     listing = capsys.readouterr().out
     assert "'backup job'" in listing and "active" in listing and plaintext not in listing
     key_id = listing.split()[0]
 
-    assert main(["revoke", "--username", "carol", "--key-id", key_id]) == 0
+    assert main(["apikey", "revoke", "--username", "carol", "--key-id", key_id]) == 0
     assert "Revoked" in capsys.readouterr().out
-    assert main(["list", "--username", "carol"]) == 0
+    assert main(["apikey", "list", "--username", "carol"]) == 0
     assert "revoked" in capsys.readouterr().out
-    assert main(["create", "--username", "nobody", "--name", "x"]) == 1
+    assert main(["apikey", "create", "--username", "nobody", "--name", "x"]) == 1

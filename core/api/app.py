@@ -39,7 +39,7 @@ client = MemoryClient(api_key="om_…", host="http://127.0.0.1:8000")
 
 Every key acts as its owner account and sees only that account's memories; `user_id`,
 `agent_id` and `run_id` are scopes inside it. Send the key as `Authorization: Token om_…`
-(or `Bearer om_…`). Create keys on the Settings page or with `python -m core.apikeys create`.
+(or `Bearer om_…`). Create keys on the Settings page or with `python -m core apikey create`.
 """
 
 

@@ -14,12 +14,14 @@ write, search and delete filters on it. An id that belongs to another owner is
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -167,6 +169,12 @@ class MemoryService:
         memory.db = history  # mem0 writes its history through .db
         self._clock = clock or (lambda: datetime.now(UTC))
         self._write_lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def writes_paused(self) -> Iterator[None]:
+        """No memory or history row changes inside this block (a backup copies both meanwhile)."""
+        with self._write_lock:
+            yield
 
     # ------------------------------------------------------------------ plumbing
     @property

@@ -724,6 +724,13 @@ class QdrantEdgeStore(VectorStoreBase):
         with self._locked() as edge:
             edge.flush()
 
+    def copy_shard_to(self, target: Path) -> None:
+        """A consistent copy of the shard's files in ``target`` (Qdrant Edge cannot create snapshots):
+        flushed, then copied while the shard's lock keeps every search and write out."""
+        with self._locked() as edge:
+            edge.flush()
+            shutil.copytree(self.config.shard_path, target)
+
     def close(self) -> None:
         """Flush and release the shard for every store object of this process using it."""
         with self._shard.lock:
