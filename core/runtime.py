@@ -70,7 +70,7 @@ class Runtime:
                 if self._memory is None:
                     from core.memory.engine import build_memory_service
 
-                    self._memory = build_memory_service(self.settings, self.storage)
+                    self._memory = build_memory_service(self.settings, self.storage, audit=self.audit)
         return self._memory
 
     @property

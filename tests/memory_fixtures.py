@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+from core.audit import AuditLog
 from core.config import load_settings
 from core.db import make_engine, migrate, sqlite_url
 from core.memory.engine import build_memory_service
@@ -27,7 +28,7 @@ def open_service(backend: str, root: Path) -> tuple[MemoryService, UserStore, Ca
     storage = Storage(mode, mode, engine, root, root / "vectors" if mode == "embedded" else None,
                       ":memory:" if mode == "server" else None)
     settings = load_settings(embedder_backend="onnx")  # model cache comes from the conftest env
-    service = build_memory_service(settings, storage)
+    service = build_memory_service(settings, storage, audit=AuditLog(engine))
 
     def close() -> None:
         close_store = getattr(service.store, "close", None)

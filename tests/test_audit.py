@@ -209,3 +209,45 @@ def test_export_csv_is_for_admins_audited_and_formula_safe(auth, engine):
     (exported,) = log.query(viewer=admin, events="audit.export")
     assert (exported.actor_id, exported.ip, exported.detail) == (admin.id, "10.9.9.9",
                                                                  {"filters": {"actor_id": user.id}, "rows": 2})
+
+
+def test_memory_changes_are_audited_from_every_source_without_their_text(tmp_path):
+    """Each memory change writes one memory.* event (in the history row's transaction): who, which
+    memory, from where — never the memory's text."""
+    from core.memory.learning import LearningService
+    from core.memory.queue import ExtractionQueue
+    from core.memory.types import Scope
+    from core.config import load_settings
+    from core.usage import UsageStore
+    from tests.memory_fixtures import open_service, scripted_model
+
+    memory, users, close = open_service("edge", tmp_path / "m")
+    engine = memory.history_store._engine
+    try:
+        ada = users.create("ada-audit")
+        scope = Scope.personal(ada.id)
+        kept = memory.add(scope, "Keeps bees in the garden", source="ui")
+        memory.add_many(scope, ["Imported note one", "Imported note two"], source="import")
+        memory.update(ada.id, kept.id, text="Keeps bees and hens in the garden", source="api")
+        learning = LearningService(settings=load_settings(), memory=memory, queue=ExtractionQueue(engine),
+                                   usage=UsageStore(engine), model=scripted_model(lambda p: ["Plays the oboe"]))
+        learned = learning.learn(scope, [{"role": "user", "content": "I play the oboe."}], wait=30, source="pipeline")
+        memory.delete(ada.id, kept.id, source="ui")
+        memory.add(Scope(ada.id, "enduser-7"), "An end-user fact", source="mcp")
+
+        rows = [r for r in all_events(engine) if r.event.startswith("memory.")]
+        assert [(r.event, r.subject_id) for r in rows] == [
+            ("memory.add", kept.id), ("memory.add", rows[1].subject_id), ("memory.add", rows[2].subject_id),
+            ("memory.update", kept.id), ("memory.add", learned.events[0].memory_id), ("memory.delete", kept.id),
+            ("memory.add", rows[6].subject_id)]
+        import json
+
+        assert [json.loads(r.detail)["source"] for r in rows] == ["ui", "import", "import", "api", "pipeline", "ui",
+                                                                  "mcp"]
+        assert "enduser-7" not in rows[6].detail  # the caller's end-user names may identify people
+        assert {r.actor_id for r in rows} == {ada.id}
+        everything = " ".join(str(value) for row in all_events(engine) for value in row)
+        for text in ("bees", "Imported note", "oboe", "end-user fact"):
+            assert text not in everything
+    finally:
+        close()

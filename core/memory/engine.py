@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from core.audit import AuditLog
 from core.config import Settings
 from core.errors import ConfigError, StoreUnavailable
 from core.memory.history import SqlHistory
@@ -83,6 +84,7 @@ def build_memory(settings: Settings, storage: Storage, *, qdrant_client: Any | N
 
 
 def build_memory_service(settings: Settings, storage: Storage, engine: Engine | None = None, *,
-                         qdrant_client: Any | None = None) -> MemoryService:
+                         qdrant_client: Any | None = None, audit: AuditLog | None = None) -> MemoryService:
+    """The memory service; with ``audit``, every memory change is an audit event too."""
     memory = build_memory(settings, storage, qdrant_client=qdrant_client)
-    return MemoryService(memory, SqlHistory(engine or storage.engine))
+    return MemoryService(memory, SqlHistory(engine or storage.engine, audit=audit))

@@ -15,11 +15,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, delete, insert, select
 
 from core.memory.types import Scope
+
+if TYPE_CHECKING:
+    from core.audit import AuditLog
 from core.schema import memory_history
 
 _scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("optimus_memory_scope", default=None)
@@ -94,11 +97,36 @@ def _entry(row) -> HistoryEntry:
     )
 
 
-class SqlHistory:
-    """Drop-in for mem0's ``SQLiteManager`` on the project's SQLAlchemy engine. Thread-safe."""
+_AUDIT_EVENT = {"ADD": "memory.add", "UPDATE": "memory.update", "DELETE": "memory.delete"}
+_SYSTEM_SOURCES = frozenset({"cleanup", "consolidation", "maintenance", "reembed", "erasure"})
 
-    def __init__(self, engine: Engine) -> None:
+
+class SqlHistory:
+    """Drop-in for mem0's ``SQLiteManager`` on the project's SQLAlchemy engine. Thread-safe.
+
+    With an :class:`~core.audit.AuditLog`, every history row is also an audit event
+    (``memory.add`` / ``memory.update`` / ``memory.delete``) written in the same transaction, so
+    every change is audited whatever its source (chat, pipeline, UI, API, MCP, maintenance) — with
+    ids and the source only, never the memory's text.
+    """
+
+    def __init__(self, engine: Engine, *, audit: AuditLog | None = None) -> None:
         self._engine = engine
+        self._audit = audit
+
+    def _record_audit(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        if self._audit is None:
+            return
+        for row in rows:
+            event = _AUDIT_EVENT.get(str(row["event"]))
+            if event is None:
+                continue
+            source = row["source"] or "unknown"
+            # Only the source: end-user, agent and run ids are the caller's own names, which may
+            # identify people; they stay in history, which erasure removes with the account.
+            detail = {"source": source}
+            self._audit.record(event, actor_id=None if source in _SYSTEM_SOURCES else row["owner_id"],
+                               subject_id=row["memory_id"], detail=detail, conn=conn)
 
     # ----------------------------------------------------------- mem0's interface
     def _row(self, memory_id, old_memory, new_memory, event, created_at, updated_at, is_deleted, actor_id, role):
@@ -138,6 +166,7 @@ class SqlHistory:
         row = self._row(memory_id, old_memory, new_memory, event, created_at, updated_at, is_deleted, actor_id, role)
         with self._engine.begin() as conn:
             conn.execute(insert(memory_history).values(**row))
+            self._record_audit(conn, [row])
 
     def batch_add_history(self, records: list[dict[str, Any]]) -> None:
         rows = [
@@ -157,6 +186,7 @@ class SqlHistory:
         if rows:
             with self._engine.begin() as conn:
                 conn.execute(insert(memory_history), rows)
+                self._record_audit(conn, rows)
 
     def get_history(self, memory_id: str) -> list[dict[str, Any]]:
         return [e.as_dict() for e in self.for_memory(memory_id)]
