@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     )
     max_message_chars: int = Field(32_000, ge=1, le=10_000_000)
     max_messages_per_conversation: int = Field(0, ge=0, description="0 keeps every message.")
+    maintenance_interval: timedelta = Field(
+        timedelta(hours=1),
+        description="How often scheduled maintenance runs (expired memories and conversations, failed learning "
+                    "jobs; consolidation every 24 intervals): 3600, 1h, PT1H; 0 turns the schedule off.")
     conversation_ttl: timedelta = Field(
         timedelta(0), description="Idle time after which a conversation expires; 0 keeps them forever."
     )
@@ -240,7 +244,7 @@ class Settings(BaseSettings):
 
         return parse_networks(self.trusted_proxies)
 
-    @field_validator("conversation_ttl", mode="before")
+    @field_validator("conversation_ttl", "maintenance_interval", mode="before")
     @classmethod
     def _ttl_shorthand(cls, value: Any) -> Any:
         """Accept plain seconds ("3600") and shorthands ("30d", "12h", "90m", "45s") besides ISO 8601."""
@@ -253,7 +257,7 @@ class Settings(BaseSettings):
                 return timedelta(seconds=int(raw[:-1]) * units[raw[-1]])
         return value
 
-    @field_validator("conversation_ttl")
+    @field_validator("conversation_ttl", "maintenance_interval")
     @classmethod
     def _ttl_not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):

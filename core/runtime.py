@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from core.apikeys import ApiKeyStore
     from core.chat import ChatService
     from core.gdpr import GdprService
+    from core.maintenance import MaintenanceScheduler, MaintenanceService
     from core.memory.learning import LearningService
     from core.preferences import PreferenceStore
     from core.memory.service import MemoryService
@@ -56,6 +57,8 @@ class Runtime:
     _memory_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _chat: ChatService | None = field(default=None, repr=False)
     _learning: LearningService | None = field(default=None, repr=False)
+    _maintenance: MaintenanceService | None = field(default=None, repr=False)
+    _scheduler: MaintenanceScheduler | None = field(default=None, repr=False)
     _learning_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _worker: ExtractionWorker | None = field(default=None, repr=False)
     _on_close: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -108,6 +111,17 @@ class Runtime:
         return self._learning
 
     @property
+    def maintenance(self) -> MaintenanceService:
+        """Scheduled (and admin-triggered) maintenance, one runner per task across replicas."""
+        if self._maintenance is None:
+            from core.maintenance import MaintenanceService
+
+            self._maintenance = MaintenanceService(
+                self.storage.engine, memory=lambda: self.memory, conversations=self.conversations,
+                queue=self.queue, users=self.users, audit=self.audit, interval=self.settings.maintenance_interval)
+        return self._maintenance
+
+    @property
     def api_keys(self) -> ApiKeyStore:
         """REST API keys (created on the Settings page or by ``python -m core apikey``)."""
         from core.apikeys import ApiKeyStore
@@ -139,6 +153,10 @@ class Runtime:
         if self._worker is None:
             self._worker = ExtractionWorker(self.queue, lambda job: self.learning.process(job))
             self._worker.start()
+            from core.maintenance import MaintenanceScheduler
+
+            self._scheduler = MaintenanceScheduler(self.maintenance)
+            self._scheduler.start()
         return self._worker
 
     def _models_probe(self) -> ComponentStatus:
@@ -184,6 +202,9 @@ class Runtime:
     def close(self) -> None:
         for hook in self._on_close:
             hook()
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         if self._worker is not None:
             self._worker.stop()
             self._worker = None

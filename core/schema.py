@@ -280,3 +280,29 @@ user_preferences = Table(
     Column("data", Text(), nullable=False),  # JSON of core.preferences.Preferences
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# --- scheduled maintenance (migration 0008) ---------------------------------------------------
+maintenance_runs = Table(
+    "maintenance_runs",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("task", String(40), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | admin
+    Column("actor_id", String(32)),  # the admin who pressed "run now"; None for the schedule
+    Column("status", String(16), nullable=False),  # running | ok | failed
+    Column("changed", Integer(), nullable=False, server_default="0"),
+    Column("detail", Text()),  # JSON counts, never content
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
+    CheckConstraint("status IN ('running', 'ok', 'failed')", name="status"),
+    Index(None, "task", "started_at"),
+)
+
+# One runner at a time across replicas: a task's lease row, taken with a conditional update.
+maintenance_leases = Table(
+    "maintenance_leases",
+    metadata,
+    Column("task", String(40), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
