@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +46,10 @@ from pydantic_ai.models import Model
 from pydantic_ai.settings import ModelSettings
 
 from core.errors import ServiceError
-from core.memory.facts import derive_fields, normalise_fact, people_in
+from core.memory.candidates import prepare_candidates
+from core.memory.facts import normalise_fact, people_in
 from core.memory.language import content_words, lower_words, numbers, same_stem
-from core.memory.matching import Link, about_same_thing, is_duplicate, rule_for, said_about
+from core.memory.matching import Link, about_same_thing, is_duplicate, rule_for
 from core.memory.types import (
     MAX_CANDIDATES,
     CandidateMemory,
@@ -59,7 +59,7 @@ from core.memory.types import (
     Scope,
     Verdicts,
 )
-from core.memory.utterance import Utterance, analyse, grounding_problem
+from core.memory.utterance import Utterance, analyse
 
 log = logging.getLogger(__name__)
 
@@ -244,37 +244,6 @@ class MemoryPipeline:
         extracted: ExtractedFacts = self._ask(self._extractor, prompt, result, "extract", EXTRACT_MAX_TOKENS)
         return list(extracted.facts)
 
-    def _candidates(self, raw: Sequence[str], utterance: Utterance, assistant: str, today: date,
-                    result: PipelineResult) -> list[CandidateMemory]:
-        """Normalise, merge repeats, check grounding and derive fields; refused ones become events."""
-        user_text = " ".join(utterance.statements)
-        people = frozenset(people_in(user_text))
-        facts: list[str] = []
-        for text in raw:
-            for fact in normalise_fact(_complete(text, utterance)):
-                # Written about the user but said about someone else: keep who it is about.
-                facts.append(said_about(fact, utterance.statements, people) or fact)
-        unique: list[str] = []
-        for fact in facts:
-            same = next((i for i, kept in enumerate(unique) if _repeats(fact, kept)), None)
-            if same is None:
-                unique.append(fact)
-            elif len(fact) > len(unique[same]):
-                unique[same] = fact  # keep the fuller wording of a repeated fact
-        kept: list[CandidateMemory] = []
-        for fact in unique[:MAX_CANDIDATES]:
-            problem = grounding_problem(fact, utterance, assistant)
-            if problem is not None:
-                result.events.append(MemoryEvent("NONE", None, fact, applied=False, rejected=f"not stored: {problem}"))
-                continue
-            derived = derive_fields(fact, user_text, today=today, source_sentence=_source_of(fact, utterance))
-            kept.append(CandidateMemory(
-                text=derived.text, type=derived.type, importance=derived.importance,
-                confidence=derived.confidence, entities=list(derived.entities), people=list(derived.people),
-                tags=list(derived.tags), expires_at=derived.expires_at,
-            ))
-        return kept
-
     # ------------------------------------------------------------------ the turn
     def run(
         self,
@@ -305,7 +274,8 @@ class MemoryPipeline:
 
         today = self._clock().date()
         raw = self.extract(utterance, result)
-        candidates = self._candidates(raw, utterance, assistant, today, result)
+        candidates, refused = prepare_candidates(raw, utterance, assistant, today=today)
+        result.events.extend(refused)
         if default_expires_at is not None:
             candidates = [c if c.expires_at else c.model_copy(update={"expires_at": default_expires_at})
                           for c in candidates]
@@ -472,34 +442,3 @@ def _change_rank(fact: str, memory: MemoryRecord) -> tuple[int, int, int, float]
     first = (lower_words(fact) or [""])[0]
     new_number = int(bool(numbers(fact) - numbers(memory.text)))
     return new_number, int(first in _STATE_START), len(content_words(fact)), memory.score or 0.0
-
-
-def _complete(text: str, utterance: Utterance) -> str:
-    """A one-word answer ("Vegetarian", "Daniel") as the user's own short clause ("I'm vegetarian")."""
-    ws = lower_words(text)
-    if len(ws) != 1:
-        return text
-    for statement in utterance.statements:
-        for clause in re.split(r"[,;]|\band\b|\bbut\b", statement):
-            if ws[0] in lower_words(clause) and len(lower_words(clause)) <= 8:
-                return clause.strip()
-    return text
-
-
-def _repeats(fact: str, kept: str) -> bool:
-    """The same fact twice in one answer ("Loves hiking" / "Really loves hiking")."""
-    a, b = set(content_words(fact)), set(content_words(kept))
-    if not a or not b:
-        return " ".join(lower_words(fact)) == " ".join(lower_words(kept))
-    return a <= b or b <= a
-
-
-def _source_of(fact: str, utterance: Utterance) -> str:
-    """The user's statement a fact most likely came from (for hedges and plan dates)."""
-    words_ = set(content_words(fact))
-    best, score = "", -1
-    for statement in utterance.statements:
-        overlap = sum(1 for w in content_words(statement) if any(same_stem(w, f) for f in words_))
-        if overlap > score:
-            best, score = statement, overlap
-    return best
