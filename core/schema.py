@@ -155,7 +155,7 @@ model_usage = Table(
     # SET NULL: erasing a person unlinks their rows but keeps the install's cost totals honest.
     Column("user_id", String(32), ForeignKey("users.id", ondelete="SET NULL")),
     Column("conversation_id", String(32)),
-    Column("purpose", String(16), nullable=False),  # chat | extract | update
+    Column("purpose", String(16), nullable=False),  # chat | extract | update | title
     Column("provider", String(40), nullable=False),
     Column("model", String(200), nullable=False),
     Column("requests", Integer(), nullable=False, server_default="0"),

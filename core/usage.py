@@ -21,7 +21,7 @@ from core.schema import model_usage
 
 log = logging.getLogger(__name__)
 
-Purpose = Literal["chat", "extract", "update"]
+Purpose = Literal["chat", "extract", "update", "title"]
 Status = Literal["ok", "error", "timeout", "cancelled"]
 # Rough English average for BPE tokenizers; estimates are labelled as such in the UI.
 CHARS_PER_TOKEN = 4.0
