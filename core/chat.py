@@ -491,8 +491,7 @@ class ChatService:
         if not prior:
             # A reply that came from the fallback says the chosen model is struggling: do not ask it again.
             self._title(scope.owner_id, conv_id, user_msg.content, reply_text, model,
-                        local=is_local or result.fell_back or result.provider == "local"
-                        or not (result.model or "").startswith(model_name),
+                        local=is_local or result.fell_back or not (result.model or "").startswith(model_name),
                         provider=provider, model_name=model_name)
         self.metrics.chat_requests.labels("ok").inc()
         self.metrics.model_run(provider=result.provider or provider, model=result.model or model_name,
@@ -542,8 +541,13 @@ class ChatService:
             result.provider = answered.provider_name or provider
         else:
             result.model, result.provider = model_name, provider
+        # A self-hosted OpenAI-compatible server answers as provider "openai" under the model's own
+        # name: only a different provider *and* a different model mean the fallback answered.
         result.fell_back = bool(answered and answered.provider_name and provider not in {"local"}
-                                and answered.provider_name != provider)
+                                and answered.provider_name != provider
+                                and not (answered.model_name or "").startswith(model_name))
+        if provider in {"compatible", "ollama"} and not result.fell_back:
+            result.provider = provider  # not "openai": that would price a self-hosted model as OpenAI's
         result.input_tokens = sum(r.usage.input_tokens or 0 for r in responses)
         result.output_tokens = sum(r.usage.output_tokens or 0 for r in responses)
         costs = [r.usage.cost for r in responses if r.usage.cost is not None]

@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
 from tests.conftest import REPO
+from tests.openai_stub import OpenAIStub
 from tests.streamlit_server import StreamlitServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,12 +36,16 @@ pytestmark = [
 
 
 class Server(StreamlitServer):
-    """The app with scripted models and a first admin from the settings."""
+    """The app with scripted models, a loopback OpenAI-compatible model (``compatible:stub``, see
+    tests/openai_stub.py) and a first admin from the settings. It believes ``X-Forwarded-For``
+    from loopback, as it would behind a reverse proxy on the same machine."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, stub: OpenAIStub) -> None:
         super().__init__(
             root, OPTIMUS_SCRIPTED_MODELS="true", OPTIMUS_MEMORY_MODEL="test:memory",
             OPTIMUS_DEFAULT_MODEL="test:echo", OPTIMUS_ADMIN_USERNAME=ADMIN, OPTIMUS_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            OPTIMUS_OPENAI_COMPATIBLE_BASE_URL=stub.base_url, OPTIMUS_OPENAI_COMPATIBLE_MODELS="stub",
+            OPTIMUS_TRUSTED_PROXIES="127.0.0.1",
         )
 
     def audited(self, event: str) -> int:
@@ -50,8 +55,18 @@ class Server(StreamlitServer):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("browser-server"))
+def stub() -> Iterator[OpenAIStub]:
+    model = OpenAIStub()
+    model.start()
+    try:
+        yield model
+    finally:
+        model.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, stub: OpenAIStub) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("browser-server"), stub)
     try:
         srv.start()
         yield srv
@@ -116,7 +131,8 @@ def shot(page: Page, name: str) -> None:
 
 
 def main(page: Page) -> Locator:
-    return page.get_by_test_id("stMain")
+    # Its test id is stMain, or stAppScrollToBottomContainer on a page with a chat box.
+    return page.locator("main")
 
 
 def title(page: Page) -> Locator:
@@ -290,3 +306,195 @@ def test_a_member_cannot_open_admin_pages_by_url_and_signs_out(page: Page):
     expect(page.get_by_role("tab", name="Create account")).to_be_visible()
     assert "optimus_session" not in {c["name"] for c in page.context.cookies()}
     shot(page, "24-member-signed-out")
+
+
+# --- issue 14: a chat and a memory dashboard people enjoy --------------------------------------------
+def sidebar_chats(page: Page) -> Locator:
+    return page.get_by_test_id("stSidebar").locator(".st-key-conversation_list")
+
+
+def chat_entry(page: Page, title: str) -> Locator:
+    return sidebar_chats(page).get_by_role("button", name=title, exact=True)
+
+
+def current_chat_entry(page: Page) -> Locator:
+    """The highlighted entry of the conversation list (the only primary button in it)."""
+    return sidebar_chats(page).get_by_test_id("stBaseButton-primary")
+
+
+def chat_title(page: Page) -> Locator:
+    return main(page).get_by_role("heading", level=3).first
+
+
+def messages(page: Page) -> Locator:
+    return main(page).get_by_test_id("stChatMessage")
+
+
+def pick_model(page: Page, label: str) -> None:
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(has_text="Model").click()
+    page.get_by_role("option", name=label).click()
+    wait_idle(page)
+
+
+def test_three_conversations_titles_switching_and_message_actions(page: Page, context: BrowserContext,
+                                                                  stub: OpenAIStub, tmp_path: Path):
+    """Items 1-6 of issue 14: conversations by id, titles, copy/regenerate/edit/stop/export, typed text
+    kept, the memory panel after Undo, and reading comfort."""
+    open_page(page, "/")
+    shot(page, "30-sign-in-card")
+    register(page, "maya")
+    # 1: the first chat; its title comes from the first message (the echo model's answer is no title)
+    send_chat(page, "Remember that my sister is called Rita")
+    expect(chat_title(page)).to_have_text("My sister is called Rita")
+    expect(current_chat_entry(page)).to_have_text("My sister is called Rita")
+
+    # "New chat" opens a new chat and keeps it: both messages go there, none to the first chat
+    page.get_by_role("button", name="New chat").click()
+    wait_idle(page)
+    expect(chat_title(page)).to_have_text("New conversation")
+    expect(messages(page)).to_have_count(0)
+    send_chat(page, "I am planning a trip to Lisbon in May")
+    expect(chat_title(page)).to_have_text("I am planning a trip to Lisbon in May")
+    send_chat(page, "We like seafood")
+    expect(messages(page)).to_have_count(4)
+    expect(current_chat_entry(page)).to_have_text("I am planning a trip to Lisbon in May")
+
+    # a third chat on a model over HTTP: its title is the model's own
+    page.get_by_role("button", name="New chat").click()
+    wait_idle(page)
+    pick_model(page, "OpenAI-compatible · stub")
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill("What is a good name for a grey cat?")
+    box.press("Enter")
+    expect(messages(page).filter(has_text="Answer #")).to_have_count(1)
+    wait_idle(page)
+    expect(chat_title(page)).to_have_text("Naming a cat")
+    expect(sidebar_chats(page).get_by_role("button")).to_have_count(3)
+    shot(page, "31-chat-three-conversations")
+
+    # switching opens exactly the chat clicked, highlighted, with only its own messages; a reload keeps it
+    chat_entry(page, "My sister is called Rita").click()
+    wait_idle(page)
+    expect(chat_title(page)).to_have_text("My sister is called Rita")
+    expect(current_chat_entry(page)).to_have_text("My sister is called Rita")
+    expect(messages(page)).to_have_count(2)
+    expect(messages(page).first).to_contain_text("Remember that my sister is called Rita")
+    page.reload()
+    wait_idle(page)
+    expect(chat_title(page)).to_have_text("My sister is called Rita")
+
+    # 5: undo what was learned: the button says "Undone", is disabled, and the panel stays open
+    panel = page.get_by_test_id("stExpander").filter(has_text=re.compile(r"Memory · .* 1 change"))
+    expect(panel).to_be_visible(timeout=30_000)
+    panel.get_by_text(re.compile(r"^Memory ·")).click()
+    panel.get_by_role("button", name="Undo").click()
+    wait_idle(page)
+    undone = panel.get_by_role("button", name="Undone")
+    expect(undone).to_be_disabled()
+    expect(panel.get_by_text("undone", exact=True)).to_be_visible()
+    expect(panel.get_by_text(re.compile("sister is called Rita", re.I))).to_be_visible()  # still expanded
+    shot(page, "32-chat-memory-undone")
+
+    # 2: the list searches message text too, with a snippet
+    fill(page, "Search chats", "seafood")
+    expect(sidebar_chats(page).get_by_role("button")).to_have_count(1)
+    expect(sidebar_chats(page)).to_contain_text("We like seafood")
+    shot(page, "33-chat-search-message-text")
+    fill(page, "Search chats", "")
+    expect(sidebar_chats(page).get_by_role("button")).to_have_count(3)
+
+    # 2: rename
+    page.get_by_role("button", name="Rename").click()
+    title_box = page.get_by_role("textbox", name="Title")
+    title_box.fill("Family")
+    page.get_by_role("button", name="Save title").click()
+    wait_idle(page)
+    expect(chat_title(page)).to_have_text("Family")
+    expect(current_chat_entry(page)).to_have_text("Family")
+
+    # 3: copy a reply (the raw text lands on the clipboard)
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    reply = messages(page).nth(1)
+    reply.get_by_role("button", name="Copy message").click()
+    expect(reply.get_by_text("Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == "You said: Remember that my sister is called Rita"
+
+    # 3: edit and resend a message in the Lisbon chat
+    chat_entry(page, "I am planning a trip to Lisbon in May").click()
+    wait_idle(page)
+    messages(page).nth(2).get_by_role("button", name="Edit").click()
+    wait_idle(page)
+    editor = main(page).get_by_role("textbox", name="Edit your message")
+    editor.fill("We like vegetarian food")
+    shot(page, "34-chat-editing-a-message")
+    main(page).get_by_role("button", name="Send", exact=True).click()
+    expect(messages(page).filter(has_text="You said: We like vegetarian food")).to_have_count(1)
+    wait_idle(page)
+    expect(messages(page)).to_have_count(4)
+    expect(messages(page).nth(2).locator("p").first).to_have_text("We like vegetarian food")
+    expect(messages(page).nth(3).locator("p").first).to_have_text("You said: We like vegetarian food")
+
+    # 3: export as Markdown
+    with page.expect_download() as pending:
+        main(page).get_by_role("button", name="Export").click()
+    exported = tmp_path / "chat.md"
+    pending.value.save_as(exported)
+    text = exported.read_text()
+    assert text.startswith("# I am planning a trip to Lisbon in May")
+    assert "We like vegetarian food" in text and "seafood" not in text
+
+    # 3: stop a streaming reply (the chat box's stop button); what was said is kept, marked stopped
+    chat_entry(page, "Naming a cat").click()
+    wait_idle(page)
+    expect(messages(page).first).to_contain_text("grey cat")
+    expect(messages(page).nth(1)).to_contain_text("compatible:stub · ")  # the self-hosted model, not "openai"
+    pick_model(page, "OpenAI-compatible · stub")  # the choice lasts a browser session, and we reloaded
+    box.fill("Tell me a long story")
+    box.press("Enter")
+    streaming = messages(page).filter(has_text="Once upon a time")
+    expect(streaming).to_be_visible()
+    page.get_by_test_id("stChatInputStopButton").click()  # the send button turned into a stop button
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    page.reload()
+    wait_idle(page)
+    stopped = messages(page).last
+    expect(stopped).to_contain_text("Once upon a time")
+    expect(stopped).not_to_contain_text("winter storm")
+    expect(stopped.get_by_test_id("stCaptionContainer").first).to_contain_text("stopped")
+    shot(page, "35-chat-reply-stopped")
+
+    # 3: regenerate the last reply: a new answer replaces the stopped one
+    pick_model(page, "OpenAI-compatible · stub")
+    stopped.get_by_role("button", name="Regenerate").click()
+    expect(messages(page).last).to_contain_text("Answer #")
+    wait_idle(page)
+    expect(messages(page)).to_have_count(4)
+    expect(main(page).get_by_text("Once upon a time")).to_have_count(0)
+
+    # 4: a message over the limit is refused with a clear error, and stays in the box to be shortened
+    huge = "lorem ipsum " * 3334  # 40,008 characters
+    box.fill(huge)
+    box.press("Enter")
+    expect(main(page).get_by_text(re.compile(r"The message is 40,008 characters long"))).to_be_visible()
+    wait_idle(page)
+    assert len(page.get_by_test_id("stChatInputTextArea").input_value()) == len(huge)
+    expect(messages(page)).to_have_count(4)
+    shot(page, "36-chat-too-long-kept")
+    box.fill("")
+
+    # 6: right-to-left text reads right to left, in a centred reading column
+    send_chat_any(page, "مرحبا، كيف حالك اليوم؟")
+    arabic = messages(page).filter(has_text="مرحبا").first.locator("p").first
+    expect(arabic).to_have_attribute("dir", "auto")
+    column = page.get_by_test_id("stMainBlockContainer").bounding_box()
+    assert column["width"] <= 48 * 16 + 1 and column["x"] > 150  # centred, not 1,200 px lines
+    shot(page, "37-chat-rtl-reading-column")
+
+
+def send_chat_any(page: Page, text: str) -> None:
+    """Send a message on whatever model is picked and wait for the page to settle."""
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(text)
+    box.press("Enter")
+    expect(messages(page).filter(has_text=text).first).to_be_visible()
+    wait_idle(page)
