@@ -120,6 +120,8 @@ memory_history = Table(
     Column("role", String(32)),
     Column("source", String(16)),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    # JSON: a DELETE's memory as it was (MemoryRecord.as_dict()), for an exact restore (migration 0007)
+    Column("snapshot", Text()),
     Index(None, "memory_id", "seq"),
     Index(None, "owner_id", "recorded_at"),
 )

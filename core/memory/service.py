@@ -26,11 +26,16 @@ from typing import Any
 
 from core.conversations import validate_text
 from core.errors import NotFound, StoreUnavailable, ValidationError
-from core.memory.history import HistoryEntry, SqlHistory, attribution
+from core.memory.history import HistoryEntry, SqlHistory, attribution, deleting
 from core.memory.types import MEMORY_TYPES, CandidateMemory, MemoryEvent, MemoryRecord, NewMemory, Scope
 
 MAX_MEMORY_CHARS = 2000
 LIST_CAP = 100_000
+# Cosine similarity of the bundled MiniLM between a query and a memory. Unrelated pairs measure
+# 0.05-0.19 ("zzqx nothing" against anything), loosely related ones 0.23-0.35 ("music" ~ "Plays the
+# cello"), clear matches above that ("Rita" ~ "My sister is called Rita Moreno": 0.68).
+RELEVANCE_FLOOR = 0.21
+STRONG_MATCH = 0.35
 RRF_K = 60
 _ID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 _OURS = {"owner_id", "type", "importance", "confidence", "entities", "people", "tags", "expires_at", "source"}
@@ -53,6 +58,30 @@ class MemoryFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RankedResults:
+    """A search split by relevance: clear matches first, then weak ones worth a look; anything
+    below the relevance floor is left out, so a query can find nothing."""
+
+    matches: list[MemoryRecord]
+    weak: list[MemoryRecord]
+
+    def __bool__(self) -> bool:
+        return bool(self.matches or self.weak)
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedMemory:
+    """A memory whose latest history event is its deletion; it can be restored under its own id."""
+
+    memory_id: str
+    text: str
+    deleted_at: datetime
+    source: str | None
+    user_id: str | None
+    exact: bool  # the deletion kept the memory's fields, so a restore brings back type, tags and people too
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +483,7 @@ class MemoryService:
     def delete(self, scope_or_owner: Scope | str, memory_id: str, *, source: str = "ui") -> None:
         owner_id = scope_or_owner.owner_id if isinstance(scope_or_owner, Scope) else scope_or_owner
         current = self._owned(owner_id, memory_id)
-        with self._write_lock, attribution(current.scope, source):
+        with self._write_lock, attribution(current.scope, source), deleting(current.as_dict()):
             self._call(self._m.delete, current.id)
 
     def delete_all(self, owner_id: str, *, user_id: str | None = None, agent_id: str | None = None,
@@ -533,10 +562,44 @@ class MemoryService:
             raise ValidationError("That history entry has no text to go back to.")
         try:
             self._owned(owner_id, memory_id)
-        except NotFound:  # deleted: re-create it in the scope it had (mem0 gives it a new id)
-            scope = next((e.scope for e in reversed(entries) if e.scope), None) or Scope.personal(owner_id)
-            return self.add(scope, text, source=source, metadata={"restored_from": memory_id})
+        except NotFound:  # deleted: it comes back under its own id, with the text of that entry
+            snapshot = {**self._snapshot_from_history(entries), "memory": text}
+            return self.restore(owner_id, snapshot, source=source)
         return self.update(owner_id, memory_id, text=text, source=source)
+
+    @staticmethod
+    def _snapshot_from_history(entries: list[HistoryEntry]) -> dict[str, Any]:
+        """What a deleted memory was: the snapshot its DELETE kept, or (for deletions recorded before
+        snapshots existed) its last text, scope and creation time as history knows them."""
+        last = entries[-1]
+        if last.event == "DELETE" and last.snapshot:
+            return dict(last.snapshot)
+        scope = next((e.scope for e in reversed(entries) if e.scope), None)
+        text = next((e.old_memory if e.event == "DELETE" else e.new_memory for e in reversed(entries)
+                     if (e.old_memory if e.event == "DELETE" else e.new_memory)), None)
+        return {"id": last.memory_id, "memory": text or "", "user_id": scope.user_id if scope else None,
+                "agent_id": scope.agent_id if scope else None, "run_id": scope.run_id if scope else None,
+                "created_at": next((e.created_at for e in entries if e.event == "ADD"), None)}
+
+    def recently_deleted(self, owner_id: str, *, limit: int = 50) -> list[DeletedMemory]:
+        """The owner's deleted memories (from history), most recently deleted first."""
+        if not owner_id:
+            raise ValidationError("An owner is required.", field="owner_id")
+        out = []
+        for entry in self.history_store.deleted_for_owner(owner_id, limit=limit):
+            text = (entry.snapshot or {}).get("memory") or entry.old_memory
+            if text:
+                out.append(DeletedMemory(entry.memory_id, text, entry.recorded_at, entry.source,
+                                         entry.scope.user_id if entry.scope else None, bool(entry.snapshot)))
+        return out
+
+    def restore_deleted(self, owner_id: str, memory_id: str, *, source: str = "ui") -> MemoryRecord:
+        """Bring a deleted memory back under its own id, as it was when it was deleted (text only
+        for deletions recorded before history kept whole memories). NotFound for another owner's."""
+        entries = self.history(owner_id, memory_id)
+        if entries[-1].event != "DELETE":
+            raise ValidationError("This memory is not deleted.")
+        return self.restore(owner_id, self._snapshot_from_history(entries), source=source)
 
     def undo(self, owner_id: str, event: MemoryEvent, *, source: str = "ui") -> MemoryRecord | None:
         """Take back one applied event exactly: an ADD is deleted, an UPDATE gets its previous text
@@ -685,6 +748,21 @@ class MemoryService:
                 break
         return results
 
+    def search_relevant(
+        self,
+        owner_id: str,
+        query: str,
+        filters: MemoryFilters | None = None,
+        *,
+        top_k: int = 100,
+        floor: float = RELEVANCE_FLOOR,
+        strong: float = STRONG_MATCH,
+    ) -> RankedResults:
+        """Hybrid search for people browsing their memories: results below ``floor`` (cosine) are
+        dropped, so nonsense finds nothing; those below ``strong`` come back as weak matches."""
+        hits = self.search(owner_id, query, filters, top_k=top_k, threshold=floor)
+        return RankedResults([h for h in hits if (h.score or 0) >= strong], [h for h in hits if (h.score or 0) < strong])
+
     def temporal_search(
         self,
         owner_id: str,
@@ -734,7 +812,8 @@ class MemoryService:
         for r in rows:
             payload = r.payload or {}
             if _expired(payload, today):
-                with attribution(_record(r.id, payload).scope, "cleanup"):
+                record = _record(r.id, payload)
+                with attribution(record.scope, "cleanup"), deleting(record.as_dict()):
                     self._call(self._m.delete, str(r.id))
                 removed += 1
         return removed
