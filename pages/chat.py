@@ -16,7 +16,7 @@ from core.usage import cost_label, estimate_cost, provider_of
 from pages.common import get_runtime, require_user, selected_model
 from ui.formatting import ago, recency_group
 from ui.layout import left_aligned_buttons, reading_column
-from ui.messages import copy_button, escape_markdown, install_message_behaviour, render_message_text
+from ui.messages import copy_button, escape_markdown, inline_text, install_message_behaviour, render_message_text
 
 runtime = get_runtime()
 user = require_user()
@@ -131,12 +131,13 @@ def _undo(reply_id: int, origin: str, index: int) -> None:
 def _change_line(event: MemoryEvent) -> str:
     """How a change reads in the panel: what was learned, or "was → now" for changes and deletions."""
     word, icon = EVENT_LABEL[event.event]
+    was, now = inline_text(event.previous_text), inline_text(event.text)
     if event.event == "UPDATE":
-        line = f"{icon} **{word}:** ~~{event.previous_text or ''}~~ → {event.text or ''}"
+        line = f"{icon} **{word}:** ~~{was}~~ → {now}"
     elif event.event == "DELETE":
-        line = f"{icon} **{word}:** ~~{event.previous_text or ''}~~"
+        line = f"{icon} **{word}:** ~~{was}~~"
     else:
-        line = f"{icon} **{word}:** {event.text or ''}"
+        line = f"{icon} **{word}:** {now}"
     if event.undone:
         line += " · *undone*"
     return line
@@ -160,7 +161,7 @@ def _memory_panel(message) -> None:
         if recalled:
             st.markdown("**Recalled for this reply**")
             for r in recalled:
-                st.markdown(f"- {r['text']}")
+                st.markdown(f"- {inline_text(r['text'])}")
         else:
             st.caption("Nothing was recalled for this reply.")
         if status in {"pending", "running"}:

@@ -172,6 +172,13 @@ def sign_in(page: Page, username: str, password: str) -> None:
     form.get_by_test_id("stFormSubmitButton").get_by_role("button").click()
 
 
+def select_row(page: Page, row: int) -> None:
+    """Tick a row of the memory table (its selection box is at the far left; rows are 35 px high)."""
+    table = page.get_by_test_id("stDataFrame")
+    table.click(position={"x": 18, "y": 35 + 17 + 35 * row})
+    wait_idle(page)
+
+
 def send_chat(page: Page, text: str) -> None:
     box = page.get_by_test_id("stChatInputTextArea")
     box.fill(text)
@@ -213,20 +220,15 @@ def test_a_person_registers_chats_edits_a_memory_exports_and_leaves(page: Page, 
     expect(title(page)).to_have_text("Memories")
     table = page.get_by_test_id("stDataFrame")
     expect(table).to_be_visible()
-    memory_cell = table.get_by_test_id("glide-cell-1-0")  # the canvas's accessible twin: column 1, row 0
-    expect(memory_cell).to_have_text("My sister is called Rita")
+    expect(table.get_by_test_id("glide-cell-1-0")).to_have_text(re.compile("sister is called Rita", re.I))
     shot(page, "04-user-memories")
-    # Columns: Delete (small, 75 px), Memory (large); row 0 is the header, rows are 35 px high.
-    table.dblclick(position={"x": 75 + 100, "y": 35 + 17})
-    editor = page.get_by_test_id("portal").locator("textarea")
-    expect(editor).to_be_visible()
+    select_row(page, 0)
+    selected = page.locator(".st-key-selected_memory")
+    editor = selected.get_by_role("textbox", name="Memory")
     editor.fill("My sister is called Rita Moreno")
-    editor.press("Enter")
-    save = page.get_by_role("button", name="Save 1 change")
-    expect(save).to_be_enabled()
-    save.click()
+    selected.get_by_role("button", name="Save changes").click()
     wait_idle(page)
-    expect(memory_cell).to_have_text("My sister is called Rita Moreno")
+    expect(table.get_by_test_id("glide-cell-1-0")).to_have_text("My sister is called Rita Moreno")
     shot(page, "05-user-memories-edited")
 
     open_page(page, "/settings")
@@ -498,3 +500,107 @@ def send_chat_any(page: Page, text: str) -> None:
     box.press("Enter")
     expect(messages(page).filter(has_text=text).first).to_be_visible()
     wait_idle(page)
+
+
+def add_memory(page: Page, text: str, *, tags: str = "", people: str = "") -> None:
+    form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Add"))
+    if not form.is_visible():
+        page.get_by_text("Add a memory").click()
+    form.get_by_role("textbox", name="Text").fill(text)
+    form.get_by_role("textbox", name="Tags").fill(tags)
+    form.get_by_role("textbox", name="People").fill(people)
+    form.get_by_role("button", name="Add").click()
+    wait_idle(page)
+
+
+def test_memories_search_history_in_place_and_recently_deleted(page: Page, server: Server, tmp_path: Path):
+    """Items 7-10 of issue 14."""
+    register(page, "noor")
+    open_page(page, "/memories")
+    add_memory(page, "My sister is called Rita Moreno", tags="family", people="Rita")
+    add_memory(page, "Likes green tea", tags="drinks")
+    add_memory(page, "Plays the cello on Sundays", tags="music, weekend")
+    table = page.get_by_test_id("stDataFrame")
+    expect(table.get_by_test_id("glide-cell-1-2")).to_have_text("My sister is called Rita Moreno")
+
+    # 7: nonsense finds nothing; a loose match is shown as weak, a clear one as good
+    fill(page, "Search", "zzqx nothing")
+    expect(main(page).get_by_text("Nothing matches “zzqx nothing”")).to_be_visible()
+    expect(table).to_have_count(0)
+    shot(page, "40-memories-nothing-matches")
+    fill(page, "Search", "music")
+    expect(main(page).get_by_text("0 good matches, 1 weak")).to_be_visible()
+    expect(table.get_by_test_id("glide-cell-1-0")).to_have_text("weak")
+    fill(page, "Search", "Rita")
+    expect(main(page).get_by_text(re.compile(r"^1 good match ·"))).to_be_visible()
+    shot(page, "41-memories-good-match")
+    fill(page, "Search", "")
+
+    # 10: filters offer only the values in use, with their counts
+    page.get_by_text("Filters").click()
+    assert option_texts(page, "Tags") == ["drinks (1)", "family (1)", "music (1)", "weekend (1)"]
+    assert option_texts(page, "People") == ["Rita (1)"]
+    shot(page, "42-memories-filters")
+
+    # 8: selecting a row shows that memory, its history and Revert, right there; no jump after Revert
+    select_row(page, 1)
+    selected = page.locator(".st-key-selected_memory")
+    editor = selected.get_by_role("textbox", name="Memory")
+    expect(editor).to_have_value("Likes green tea")
+    editor.fill("Likes oolong tea")
+    selected.get_by_role("button", name="Save changes").click()
+    wait_idle(page)
+    expect(selected.get_by_text("“Likes green tea” → “Likes oolong tea”")).to_be_visible()
+    selected.get_by_role("button", name="Revert").click()
+    expect(page.get_by_test_id("stToast").filter(has_text="Reverted to “Likes green tea”")).to_be_visible()
+    wait_idle(page)
+    expect(editor).to_have_value("Likes green tea")  # the same memory stays selected
+    expect(table.get_by_test_id("glide-cell-1-1")).to_have_text("Likes green tea")
+    shot(page, "43-memories-history-reverted")
+
+    # 9: delete it, find it under "Recently deleted", restore it
+    selected.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Yes, delete").click()
+    wait_idle(page)
+    expect(table.get_by_text("Likes green tea")).to_have_count(0)
+    page.get_by_text("Recently deleted (1)").click()
+    gone = main(page).get_by_test_id("stExpander").filter(has_text="Recently deleted")
+    expect(gone.get_by_text("Likes green tea")).to_be_visible()
+    shot(page, "44-memories-recently-deleted")
+    with zipfile.ZipFile(download_export(page, tmp_path)) as z:
+        (deleted,) = json.loads(z.read("deleted_memories.json"))
+    assert deleted["memory"] == "Likes green tea" and [h["event"] for h in deleted["history"]][-1] == "DELETE"
+    open_page(page, "/memories")
+    page.get_by_text("Recently deleted (1)").click()
+    gone.get_by_role("button", name="Restore").click()
+    expect(page.get_by_test_id("stToast").filter(has_text="Restored “Likes green tea”")).to_be_visible()
+    wait_idle(page)
+    expect(page.get_by_text("Recently deleted (0)")).to_be_visible()
+    expect(table.get_by_test_id("glide-cell-1-1")).to_have_text("Likes green tea")  # back in its place
+    shot(page, "45-memories-restored")
+
+
+def option_texts(page: Page, label: str) -> list[str]:
+    """The choices a multiselect offers, sorted (the dropdown is opened, read and closed)."""
+    box = page.get_by_test_id("stMultiSelect").filter(has_text=label).get_by_role("combobox")
+    expect(box).to_be_visible()
+    for _ in range(3):
+        box.click()
+        try:
+            expect(page.get_by_role("option").first).to_be_visible(timeout=3_000)
+            break
+        except AssertionError:
+            continue
+    texts = sorted(t for t in page.get_by_role("option").all_inner_texts() if t != "Select all")
+    page.keyboard.press("Escape")
+    return texts
+
+
+def download_export(page: Page, tmp_path: Path) -> Path:
+    open_page(page, "/settings")
+    open_tab(page, "Your data")
+    with page.expect_download() as pending:
+        page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download ZIP").click()
+    archive = tmp_path / "export.zip"
+    pending.value.save_as(archive)
+    return archive

@@ -64,6 +64,12 @@ def render_message_text(text: str) -> None:
     st.markdown(text)
 
 
+def inline_text(text: str | None) -> str:
+    """A memory's (or any stored) text for use inside a Markdown line we compose: it reads literally,
+    so its own Markdown (links, images, emphasis) does nothing."""
+    return escape_markdown(text or "")
+
+
 def copy_button(text: str) -> None:
     """A small "Copy" button that puts ``text`` (the raw Markdown) on the clipboard, in the browser
     only: no rerun, nothing sent to the server."""

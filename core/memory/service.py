@@ -93,6 +93,8 @@ class MemoryStats:
     oldest: str | None
     newest: str | None
     user_ids: list[str]
+    tags: list[tuple[str, int]] = field(default_factory=list)  # every tag in use, most used first
+    people: list[tuple[str, int]] = field(default_factory=list)  # every person named, most named first
 
 
 def _iso(dt: datetime) -> str:
@@ -801,6 +803,8 @@ class MemoryService:
             oldest=created[0] if created else None,
             newest=created[-1] if created else None,
             user_ids=sorted({r.user_id for r in records if r.user_id}),
+            tags=tags.most_common(),
+            people=people.most_common(),
         )
 
     # ------------------------------------------------------------------ maintenance
