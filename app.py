@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from core.auth import SESSION_COOKIE, AuthService
+from core.devices import client_address, parse_networks
 from core.errors import AppError, InvalidCredentials
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -60,6 +61,14 @@ def _private(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the handoff URL must not leak onwards
     return response
+
+
+def _client_address(request: Request) -> str | None:
+    from pages.common import get_runtime
+
+    trusted = parse_networks(get_runtime().settings.trusted_proxies)
+    return client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"),
+                          trusted_proxies=trusted)
 
 
 def _https(request: Request) -> bool:
@@ -105,7 +114,7 @@ def end_session(request: Request) -> Response:
         return response
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        _auth().logout(token, ip=request.client.host if request.client else None)
+        _auth().logout(token, ip=_client_address(request))
     _clear_session_cookie(response, request)
     return response
 

@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(None, description="Password of ADMIN_USERNAME (first start only).")
     admin_email: str | None = None
     oidc_admin_emails: CommaList = Field([], description="st.login identities with these emails become admins.")
+    trusted_proxies: CommaList = Field(
+        [], description="Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For "
+                        "names the client's address; empty = believe no forwarding header.")
 
     @classmethod
     def settings_customise_sources(
@@ -212,11 +215,19 @@ class Settings(BaseSettings):
         )
 
     @field_validator("ollama_models", "openai_compatible_models", "extra_models", "oidc_admin_emails",
-                     "api_cors_origins", mode="before")
+                     "api_cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from core.devices import parse_networks
+
+        parse_networks(value)  # a typo here would silently trust nobody (or the wrong host)
         return value
 
     @field_validator("conversation_ttl", mode="before")

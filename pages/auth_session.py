@@ -20,6 +20,7 @@ import json
 import streamlit as st
 
 from core.auth import SESSION_COOKIE, Login, Verified
+from core.devices import client_address, parse_networks
 from core.errors import AppError, InvalidCredentials
 from core.runtime import Runtime
 from core.users import User
@@ -64,8 +65,19 @@ def current_user(runtime: Runtime) -> User | None:
 
 
 def client_ip() -> str | None:
+    """The person's address: the connection's, or the one a trusted reverse proxy forwards for
+    (``OPTIMUS_TRUSTED_PROXIES``). None outside a real server (e.g. AppTest)."""
+    headers = st.context.headers
     ip = st.context.ip_address
-    return ip if isinstance(ip, str) else None  # None outside a real server (e.g. AppTest)
+    if not isinstance(ip, str):
+        if not headers:
+            return None
+        # A real connection whose address Streamlit hides: it does so for loopback only.
+        ip = "::1" if headers.get("Host", "").startswith("[::1]") else "127.0.0.1"
+    from pages.common import get_runtime
+
+    trusted = parse_networks(get_runtime().settings.trusted_proxies)
+    return client_address(ip, headers.get("X-Forwarded-For"), trusted_proxies=trusted)
 
 
 def user_agent() -> str | None:

@@ -604,3 +604,38 @@ def download_export(page: Page, tmp_path: Path) -> Path:
     archive = tmp_path / "export.zip"
     pending.value.save_as(archive)
     return archive
+
+
+CHROME_142 = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/142.0.0.0 Safari/537.36")
+
+
+def test_sessions_and_audit_rows_show_device_and_client_address(browser: Browser, server: Server, page: Page):
+    """Items 11 and 13 of issue 14: a person behind the install's reverse proxy (it forwards for
+    203.0.113.7) sees their session as a device and an address; the admin's audit log shows it too."""
+    ctx = browser.new_context(base_url=server.base, viewport={"width": 1280, "height": 900}, user_agent=CHROME_142,
+                              extra_http_headers={"X-Forwarded-For": "203.0.113.7"})
+    try:
+        person = ctx.new_page()
+        register(person, "omar")
+        open_page(person, "/settings")
+        open_tab(person, "Password & sessions")
+        expect(person.get_by_text("This browser · Chrome 142 on Linux · 203.0.113.7 · active just now")).to_be_visible()
+        shot(person, "50-settings-sessions")
+    finally:
+        ctx.close()
+
+    sign_in(page, ADMIN, ADMIN_PASSWORD)
+    expect(sidebar_caption(page)).to_contain_text(ADMIN, timeout=SLOW)
+    wait_idle(page)
+    open_page(page, "/admin_tools")
+    open_tab(page, "Sessions")
+    page.get_by_test_id("stSelectbox").filter(has_text="Account").get_by_role("combobox").click()
+    page.get_by_role("option", name="omar").click()
+    wait_idle(page)
+    expect(main(page).get_by_text(re.compile(r"^Chrome 142 on Linux · 203\.0\.113\.7 · active"))).to_be_visible()
+    open_tab(page, "Audit log")
+    audit = main(page).get_by_test_id("stDataFrame").last
+    expect(audit.get_by_text("203.0.113.7").first).to_be_attached()  # omar's sign-up and sign-in
+    expect(audit.get_by_text("127.0.0.1").first).to_be_attached()  # the admin, on this machine
+    shot(page, "51-admin-audit-client-address")
