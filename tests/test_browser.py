@@ -639,3 +639,37 @@ def test_sessions_and_audit_rows_show_device_and_client_address(browser: Browser
     expect(audit.get_by_text("203.0.113.7").first).to_be_attached()  # omar's sign-up and sign-in
     expect(audit.get_by_text("127.0.0.1").first).to_be_attached()  # the admin, on this machine
     shot(page, "51-admin-audit-client-address")
+
+
+def test_analytics_read_without_surprises(page: Page):
+    """Item 12 of issue 14: theme colours, a one-day range as a slim bar, latency on a log scale,
+    costs as known, free (local) or unknown — never a made-up $0."""
+    sign_in(page, ADMIN, ADMIN_PASSWORD)
+    expect(sidebar_caption(page)).to_contain_text(ADMIN, timeout=SLOW)
+    wait_idle(page)
+    send_chat(page, "Hello from the admin")  # usage for the charts, whatever ran before
+    open_page(page, "/admin_analytics")
+    cost = page.get_by_test_id("stMetric").filter(has_text="Cost")
+    expect(cost).to_contain_text("unknown")  # only scripted and self-hosted models ran: no price known
+    expect(main(page).get_by_text(re.compile(r"Not counted: .*\d+ of unknown price runs"))).to_be_visible()
+    models = main(page).get_by_test_id("stDataFrame").first
+    expect(models.get_by_text("cost unknown").first).to_be_attached()
+    expect(models.get_by_text("$0")).to_have_count(0)
+    expect(main(page).get_by_text("milliseconds (log scale)").first).to_be_attached()
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts.first).to_be_visible()
+    assert charts.count() >= 4
+    shot(page, "60-admin-analytics-30-days")
+
+    end = page.get_by_test_id("stDateInput").get_by_role("group", name="Date range end date")
+    today = [end.get_by_role("spinbutton").nth(i).inner_text() for i in range(3)]
+    page.get_by_role("spinbutton", name="year, Date range start date").click()
+    page.keyboard.type("".join(today))  # the start date becomes the end date: a one-day range
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    title(page).click()  # leave the field: the range is applied
+    wait_idle(page)
+    start = page.get_by_test_id("stDateInput").get_by_role("group", name="Date range start date")
+    assert [start.get_by_role("spinbutton").nth(i).inner_text() for i in range(3)] == today
+    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
+    shot(page, "61-admin-analytics-one-day")
