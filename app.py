@@ -12,7 +12,8 @@ over HTTPS; it holds the access token and expires with it):
 
 * ``GET /api/session/start?t=HANDOFF``: trade a 60-second single-use handoff token (minted after
   the password check, see ``pages/auth_session.py``) for the cookie, then 303 to ``/``;
-* ``GET|POST /api/session/end``: end the cookie's session, clear the cookie, 303 to ``/``;
+* ``GET|POST /api/session/end``: end the cookie's session, clear the cookie, 303 to ``/`` (with
+  ``?farewell=erased`` passed on, so the sign-in page can confirm an account deletion);
 * ``GET /api/session/me``: the cookie's user as JSON (401 without a valid one); renews the
   cookie when the token is past half its life.
 """
@@ -107,9 +108,15 @@ def start_session(request: Request) -> Response:
     return response
 
 
+# Why a person was signed out, for the sign-in page to say (``/?farewell=erased``). A comment, not a
+# docstring: this module is also the Streamlit script, which would print a bare string.
+FAREWELLS = frozenset({"erased"})
+
+
 @_route
 def end_session(request: Request) -> Response:
-    response = RedirectResponse("/", status_code=303)
+    farewell = request.query_params.get("farewell")
+    response = RedirectResponse(f"/?farewell={farewell}" if farewell in FAREWELLS else "/", status_code=303)
     if _cross_site(request):
         return response
     token = request.cookies.get(SESSION_COOKIE)

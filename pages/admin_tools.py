@@ -13,6 +13,7 @@ from core.memory.types import Scope
 from pages.auth_session import client_ip
 from pages.common import get_runtime, human_bytes, require_admin
 from ui.formatting import ago
+from ui.layout import health_rows
 from ui.messages import escape_markdown
 
 runtime = get_runtime()
@@ -94,8 +95,8 @@ with health_tab:
     cols = st.columns(max(1, len(report.counts)))
     for col, (name, value) in zip(cols, report.counts.items(), strict=False):
         col.metric(name.replace("_", " ").capitalize(), f"{value:,}")
-    st.dataframe([{"Component": c.name, "Status": "✅ up" if c.ok else "❌ down", "Detail": c.detail}
-                  for c in report.components], hide_index=True, width="stretch")
+    with st.container(border=True):
+        health_rows(report.components)
     st.caption(" · ".join(f"{k.replace('_', ' ')}: {human_bytes(v)}" for k, v in report.sizes.items()))
     depth = runtime.queue.depth()
     st.caption(f"Extraction queue: {depth}")

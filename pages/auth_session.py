@@ -99,8 +99,11 @@ def forget_session() -> None:
     st.session_state.pop(TOKEN_KEY, None)
 
 
-def send_to_end_route() -> None:
+def send_to_end_route(*, farewell: str | None = None) -> None:
     """Forget this tab's token and send *this* tab to the route that ends the session and clears the
-    cookie (``st.link_button`` would open the route in a new tab and leave this one signed in)."""
+    cookie (``st.link_button`` would open the route in a new tab and leave this one signed in).
+
+    ``farewell`` (one of ``app.FAREWELLS``) makes the sign-in page say why the person is signed out."""
     forget_session()
-    st.html(f"<script>window.location.replace({json.dumps(END_ROUTE)});</script>", unsafe_allow_javascript=True)
+    target = END_ROUTE + (f"?farewell={farewell}" if farewell else "")
+    st.html(f"<script>window.location.replace({json.dumps(target)});</script>", unsafe_allow_javascript=True)

@@ -138,10 +138,9 @@ with data_tab:
     confirm = st.text_input("Type your username to confirm", key="erase_confirm")
     if st.button("Delete my account forever", type="primary", disabled=confirm.strip().lower() != user.username):
         try:
-            report = runtime.gdpr.erase(user, user.id, confirm_username=confirm, ip=client_ip())
+            runtime.gdpr.erase(user, user.id, confirm_username=confirm, ip=client_ip())
         except AppError as exc:
             st.error(exc.message)
         else:
-            st.success(f"Your account is deleted ({report.memories} memories, {report.conversations} conversations).")
-            send_to_end_route()
+            send_to_end_route(farewell="erased")  # the sign-in page confirms it
             st.stop()

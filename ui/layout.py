@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.messages import escape_markdown
+
 READING_WIDTH_REM = 48
 CARD_WIDTH_REM = 26
 
@@ -32,3 +34,14 @@ def left_aligned_buttons(container_key: str) -> None:
         f".st-key-{container_key} button p {{ white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}"
         "</style>"
     )
+
+
+def health_rows(components) -> None:
+    """One row per component: a Material status icon (no emoji font needed), name, detail, latency."""
+    for c in components:
+        icon = ":green[:material/check_circle:] **up**" if c.ok else ":red[:material/cancel:] **down**"
+        status, name, detail = st.columns([1, 2, 5], vertical_alignment="center")
+        status.markdown(icon)
+        name.markdown(f"**{c.name}**")
+        latency = getattr(c, "latency_ms", None)
+        detail.markdown(escape_markdown(c.detail) + ("" if latency is None else f" · {latency:.1f} ms"))
