@@ -18,7 +18,7 @@ from pydantic_ai import Agent
 from pydantic_ai.models import Model
 from pydantic_ai.settings import ModelSettings
 
-MAX_TITLE_WORDS = 8
+MAX_TITLE_WORDS = 10
 MAX_TITLE_CHARS = 60
 TITLE_PROMPT = """\
 Write a title of 2 to 6 words for a chat that starts with the exchange below. Use the language of \
@@ -38,7 +38,8 @@ _ASKS = re.compile(
     re.IGNORECASE,
 )
 _MARKUP = re.compile(r"[`*_#>\[\]()~|]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+_EDGES = " ,.;:!?-、。！？"
 
 
 def _clean(text: str) -> str:
@@ -62,7 +63,7 @@ def _shorten(text: str) -> str:
 
 def derive_title(first_message: str) -> str:
     """A title from the person's first message, with no model: its first line and sentence,
-    without greetings, "can you…" openers or Markdown, at most eight words."""
+    without greetings, "can you…" openers or Markdown, at most ten words."""
     lines = [line for line in (_clean(part) for part in (first_message or "").splitlines()) if line]
     if not lines:
         return "New conversation"
@@ -72,10 +73,10 @@ def derive_title(first_message: str) -> str:
         core = _OPENERS.sub("", sentence)
         while (shorter := _ASKS.sub("", core)) != core:
             core = shorter
-        core = core.strip(" ,.;:!?-")
+        core = core.strip(_EDGES)
         if core:
             break
-    core = core or text.strip(" ,.;:!?-") or text
+    core = core or text.strip(_EDGES) or text
     return _shorten(core[0].upper() + core[1:])
 
 
