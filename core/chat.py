@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -316,6 +317,8 @@ class ChatService:
         self.preferences = preferences
         self.agent = build_agent()
         self._toolset = memory_toolset()
+        self._replying: dict[str, int] = {}  # conversation id -> replies streaming right now
+        self._settled = threading.Condition()
 
     @property
     def memory(self) -> MemoryService:
@@ -416,7 +419,26 @@ class ChatService:
         self.conversations.truncate(user_id, original.conversation_id, original.id)
         return self.send(user_id, original.conversation_id, text, model=model)
 
+    def wait_for_replies(self, conversation_id: str, *, timeout: float) -> bool:
+        """Wait until no reply of this conversation is streaming in this process (one being stopped
+        saves what it said first). True when none is; False after ``timeout`` seconds."""
+        with self._settled:
+            return self._settled.wait_for(lambda: not self._replying.get(conversation_id), timeout=timeout)
+
     def _run(self, result: TurnResult, scope: Scope, model_ref: str | Model | None) -> Iterator[str]:
+        conv_id = result.user_message.conversation_id
+        with self._settled:
+            self._replying[conv_id] = self._replying.get(conv_id, 0) + 1
+        try:
+            yield from self._reply(result, scope, model_ref)
+        finally:
+            with self._settled:
+                self._replying[conv_id] -= 1
+                if not self._replying[conv_id]:
+                    del self._replying[conv_id]
+                self._settled.notify_all()
+
+    def _reply(self, result: TurnResult, scope: Scope, model_ref: str | Model | None) -> Iterator[str]:
         user_msg = result.user_message
         conv_id = user_msg.conversation_id
         remaining = self._check_budget(scope.owner_id)

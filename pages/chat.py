@@ -220,6 +220,9 @@ if action and action.get("conversation") == conversation.id:
         st.error(exc.message, icon=":material/error:")
 
 # ------------------------------------------------------------------ history
+# A click during a reply starts this run while the previous one is still being stopped; let it
+# save what it had said first, so the stopped reply is shown rather than missing.
+chat.wait_for_replies(conversation.id, timeout=5.0)
 history = convs.messages(conversation.id, user_id=user.id)
 if not history:
     st.caption("Say hello. Optimus remembers durable facts you share and uses them next time; "
@@ -258,9 +261,10 @@ for index, message in enumerate(history):
 unanswered = bool(history) and history[-1].role == "user"
 
 
-def _stream(turn, *, stop_button: bool = False) -> None:
-    if stop_button:  # any click reruns the page, which stops the stream; what was said is kept
-        st.button("Stop", icon=":material/stop_circle:", key="stop_stream")
+def _stream(turn) -> None:
+    # Any click reruns the page, which stops the stream; the service keeps what was said so far and
+    # the rerun shows it. (The chat box's own stop mode would end the run with nothing redrawn.)
+    st.button("Stop", icon=":material/stop_circle:", key="stop_stream", help="Stop this reply")
     with st.chat_message("assistant"):
         try:
             st.write_stream(turn)
@@ -274,7 +278,7 @@ def _stream(turn, *, stop_button: bool = False) -> None:
 
 
 if pending_turn is not None:
-    _stream(pending_turn, stop_button=True)
+    _stream(pending_turn)
 elif unanswered:
     st.warning("The last message has no reply yet.", icon=":material/schedule:")
     st.button("Retry the reply", icon=":material/refresh:", on_click=_ask, args=("retry",))
@@ -285,7 +289,7 @@ if draft := st.session_state.pop("chat_draft", None):
 if problem := st.session_state.pop("chat_problem", None):
     st.error(problem, icon=":material/error:")
 
-prompt = st.chat_input("Message Optimus", key=CHAT_BOX, submit_mode="stop")
+prompt = st.chat_input("Message Optimus", key=CHAT_BOX, submit_mode="disable")
 if model_id and provider_of(model_id) not in {"local", "ollama", "compatible"}:
     est = estimate_cost(model_id, "x" * 400, context_chars=sum(len(m.content) for m in history[-10:]))
     if est.cost_usd is not None:

@@ -504,7 +504,9 @@ def test_stopping_a_reply_keeps_what_was_said_marked_as_stopped(env, person):
                      model=streaming("Once upon a time there was a lighthouse keeper who"))
     stream = iter(turn)
     said = next(stream) + next(stream) + next(stream)
+    assert not chat.wait_for_replies(conv.id, timeout=0.05)  # a page drawn now would miss the reply
     turn.close()  # what the Stop button does
+    assert chat.wait_for_replies(conv.id, timeout=0.05)
     stored = chat.conversations.messages(conv.id, user_id=person.id)
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[1].content == said and stored[1].details["stopped"] is True
