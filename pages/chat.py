@@ -169,7 +169,7 @@ def _memory_panel(message) -> None:
         elif status == "failed":
             st.caption(":material/error: Learning failed for now; it will be retried.")
         for origin, index, event in changes:
-            cols = st.columns([6, 1], vertical_alignment="center")
+            cols = st.columns([3, 1], vertical_alignment="center")  # room for "Undone" in the reading column
             cols[0].markdown(_change_line(event))
             if event.reason:
                 cols[0].caption(event.reason)

@@ -568,7 +568,8 @@ def test_memories_search_history_in_place_and_recently_deleted(page: Page, serve
     expect(table.get_by_text("Likes green tea")).to_have_count(0)
     page.get_by_text("Recently deleted (1)").click()
     gone = main(page).get_by_test_id("stExpander").filter(has_text="Recently deleted")
-    expect(gone.get_by_text("Likes green tea")).to_be_visible()
+    expect(gone.get_by_role("button", name="Restore")).to_be_visible()
+    page.wait_for_timeout(500)  # the expander's opening animation
     shot(page, "44-memories-recently-deleted")
     with zipfile.ZipFile(download_export(page, tmp_path)) as z:
         (deleted,) = json.loads(z.read("deleted_memories.json"))
