@@ -564,9 +564,10 @@ class MemoryService:
             raise ValidationError("That history entry has no text to go back to.")
         try:
             self._owned(owner_id, memory_id)
-        except NotFound:  # deleted: it comes back under its own id, with the text of that entry
-            snapshot = {**self._snapshot_from_history(entries), "memory": text}
-            return self.restore(owner_id, snapshot, source=source)
+        except NotFound:  # deleted: re-create it in the scope it had (mem0 gives it a new id; the
+            # REST API promises that). "Recently deleted" restores under the own id: restore_deleted.
+            scope = next((e.scope for e in reversed(entries) if e.scope), None) or Scope.personal(owner_id)
+            return self.add(scope, text, source=source, metadata={"restored_from": memory_id})
         return self.update(owner_id, memory_id, text=text, source=source)
 
     @staticmethod
