@@ -16,7 +16,8 @@ over HTTPS; it holds the access token and expires with it):
   cookie (HttpOnly, SameSite=Strict) with its first response (:class:`BrowserCookie`), the login
   page mints the token for that value, and the route refuses it from any other browser — so a
   link minted by an attacker cannot sign a victim into the attacker's account (login CSRF);
-* ``GET|POST /api/session/end``: end the cookie's session, clear the cookie, 303 to ``/``;
+* ``GET|POST /api/session/end``: end the cookie's session, clear the cookie, 303 to ``/`` (with
+  ``?farewell=erased`` passed on, so the sign-in page can confirm an account deletion);
 * ``GET /api/session/me``: the cookie's user as JSON (401 without a valid one); renews the
   cookie when the token is past half its life.
 """
@@ -34,6 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.auth import BROWSER_COOKIE, SESSION_COOKIE, AuthService, new_browser_id
+from core.proxies import client_address
 from core.errors import AppError, InvalidCredentials
 from core.logs import configure_logging, new_error_id
 
@@ -69,6 +71,13 @@ def _private(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the handoff URL must not leak onwards
     return response
+
+
+def _client_address(request: Request) -> str | None:
+    from pages.common import get_runtime
+
+    return client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"),
+                          get_runtime().settings.trusted_networks)
 
 
 def _https(request: Request) -> bool:
@@ -107,14 +116,20 @@ def start_session(request: Request) -> Response:
     return response
 
 
+# Why a person was signed out, for the sign-in page to say (``/?farewell=erased``). A comment, not a
+# docstring: this module is also the Streamlit script, which would print a bare string.
+FAREWELLS = frozenset({"erased"})
+
+
 @_route
 def end_session(request: Request) -> Response:
-    response = RedirectResponse("/", status_code=303)
+    farewell = request.query_params.get("farewell")
+    response = RedirectResponse(f"/?farewell={farewell}" if farewell in FAREWELLS else "/", status_code=303)
     if _cross_site(request):
         return response
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        _auth().logout(token, ip=request.client.host if request.client else None)
+        _auth().logout(token, ip=_client_address(request))
     _clear_session_cookie(response, request)
     return response
 

@@ -2,6 +2,9 @@
 
 Every query is a bounded aggregate over an index (``created_at`` / ``recorded_at``) so the admin
 page stays fast on large installs. Days are UTC days.
+
+Costs are never made up: runs of models on this machine (``core.usage.FREE_PROVIDERS``) are free,
+runs without a known price are counted as such, and a total is ``None`` when no run in it had a price.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import Date, Engine, cast, func, select
 
 from core.errors import ValidationError
 from core.schema import conversations, memory_history, messages, model_usage, users
+from core.usage import FREE_PROVIDERS
 
 MAX_RANGE_DAYS = 366
 
@@ -28,7 +32,10 @@ class Kpis:
     memories: int | None
     input_tokens: int
     output_tokens: int
-    cost_usd: Decimal
+    cost_usd: Decimal  # of the runs with a known price
+    priced_runs: int = 0
+    free_runs: int = 0  # models on this machine: nothing to pay
+    unpriced_runs: int = 0  # answered, but no price is known for the model (self-hosted, unlisted)
 
 
 def _day(engine: Engine, column):
@@ -65,12 +72,17 @@ class Analytics:
                 select(func.count(func.distinct(conversations.c.user_id))).where(conversations.c.updated_at >= week)
             ).scalar_one()
             n_messages = conn.execute(select(func.count()).select_from(messages)).scalar_one()
-            tin, tout, cost = conn.execute(
+            tin, tout, cost, priced, free, unpriced = conn.execute(
                 select(func.coalesce(func.sum(model_usage.c.input_tokens), 0),
                        func.coalesce(func.sum(model_usage.c.output_tokens), 0),
-                       func.coalesce(func.sum(model_usage.c.cost_usd), 0))
+                       func.coalesce(func.sum(model_usage.c.cost_usd), 0),
+                       func.count().filter(model_usage.c.cost_usd.is_not(None)),
+                       func.count().filter(model_usage.c.provider.in_(FREE_PROVIDERS)),
+                       func.count().filter(model_usage.c.cost_usd.is_(None), model_usage.c.status == "ok",
+                                           model_usage.c.provider.not_in(FREE_PROVIDERS)))
             ).one()
-        return Kpis(n_users, active, n_messages, memories, int(tin), int(tout), Decimal(str(cost)))
+        return Kpis(n_users, active, n_messages, memories, int(tin), int(tout), Decimal(str(cost)),
+                    int(priced), int(free), int(unpriced))
 
     def messages_per_day(self, start: date, end: date) -> list[dict[str, Any]]:
         lo, hi = self._range(start, end)
@@ -84,7 +96,10 @@ class Analytics:
         return [{"day": str(r.day), "role": r.role, "messages": r.n} for r in rows]
 
     def usage_by_model(self, start: date, end: date) -> list[dict[str, Any]]:
-        """Tokens, cost, runs and latency p50/p95 per provider/model (all purposes) in the range."""
+        """Tokens, cost, runs and latency p50/p95 per provider/model (all purposes) in the range.
+
+        ``cost_usd`` is None when no run of the model had a price; ``free`` marks models on this
+        machine; ``unpriced_runs`` counts answered runs whose price is unknown."""
         lo, hi = self._range(start, end)
         latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
         totals: dict[tuple[str, str], dict[str, Any]] = {}
@@ -98,12 +113,16 @@ class Analytics:
             for r in result:
                 key = (r.provider, r.model)
                 t = totals.setdefault(key, {"provider": r.provider, "model": r.model, "runs": 0, "errors": 0,
-                                            "input_tokens": 0, "output_tokens": 0, "cost_usd": Decimal(0)})
+                                            "input_tokens": 0, "output_tokens": 0, "cost_usd": None,
+                                            "free": r.provider in FREE_PROVIDERS, "unpriced_runs": 0})
                 t["runs"] += 1
                 t["errors"] += r.status != "ok"
                 t["input_tokens"] += r.input_tokens
                 t["output_tokens"] += r.output_tokens
-                t["cost_usd"] += Decimal(str(r.cost_usd or 0))
+                if r.cost_usd is not None:
+                    t["cost_usd"] = (t["cost_usd"] or Decimal(0)) + Decimal(str(r.cost_usd))
+                elif r.status == "ok" and not t["free"]:
+                    t["unpriced_runs"] += 1
                 if r.status == "ok":
                     latencies[key].append(float(r.latency_ms))
         for key, t in totals.items():
@@ -118,12 +137,13 @@ class Analytics:
             rows = conn.execute(
                 select(day, model_usage.c.provider, model_usage.c.model,
                        func.sum(model_usage.c.input_tokens + model_usage.c.output_tokens).label("tokens"),
-                       func.coalesce(func.sum(model_usage.c.cost_usd), 0).label("cost"))
+                       func.sum(model_usage.c.cost_usd).label("cost"))
                 .where(model_usage.c.created_at >= lo, model_usage.c.created_at < hi)
                 .group_by(day, model_usage.c.provider, model_usage.c.model).order_by(day)
             ).all()
         return [{"day": str(r.day), "model": f"{r.provider}:{r.model}", "tokens": int(r.tokens or 0),
-                 "cost_usd": float(r.cost)} for r in rows]
+                 "cost_usd": None if r.cost is None else float(r.cost), "free": r.provider in FREE_PROVIDERS}
+                for r in rows]
 
     def memory_events(self, start: date, end: date) -> list[dict[str, Any]]:
         lo, hi = self._range(start, end)
@@ -142,12 +162,13 @@ class Analytics:
             rows = conn.execute(
                 select(users.c.username, func.count().label("runs"),
                        func.sum(model_usage.c.input_tokens + model_usage.c.output_tokens).label("tokens"),
-                       func.coalesce(func.sum(model_usage.c.cost_usd), 0).label("cost"))
+                       func.sum(model_usage.c.cost_usd).label("cost"),
+                       func.count().filter(model_usage.c.provider.not_in(FREE_PROVIDERS)).label("paid"))
                 .join(users, users.c.id == model_usage.c.user_id)
                 .where(model_usage.c.created_at >= lo, model_usage.c.created_at < hi)
                 .group_by(users.c.username)
                 .order_by(func.sum(model_usage.c.input_tokens + model_usage.c.output_tokens).desc())
                 .limit(limit)
             ).all()
-        return [{"user": r.username, "runs": r.runs, "tokens": int(r.tokens or 0), "cost_usd": float(r.cost)}
-                for r in rows]
+        return [{"user": r.username, "runs": r.runs, "tokens": int(r.tokens or 0),
+                 "cost_usd": None if r.cost is None else float(r.cost), "free": r.paid == 0} for r in rows]

@@ -99,13 +99,15 @@ class ApiKeyStore:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def _record(self, conn: Connection, event: str, owner_id: str, key: ApiKey,
-                actor_id: str | None | EllipsisType) -> None:
+                actor_id: str | None | EllipsisType, ip: str | None) -> None:
         if self._audit is not None:
-            self._audit.record(event, actor_id=owner_id if actor_id is ... else actor_id, subject_id=key.id,
+            self._audit.record(event, actor_id=owner_id if actor_id is ... else actor_id, subject_id=key.id, ip=ip,
                                detail={"owner_id": owner_id, "name": key.name, "prefix": key.prefix}, conn=conn)
 
-    def create(self, owner_id: str, name: str, *, actor_id: str | None | EllipsisType = ...) -> tuple[ApiKey, str]:
-        """A new key for ``owner_id``: the stored record and the plaintext, which is never shown again."""
+    def create(self, owner_id: str, name: str, *, actor_id: str | None | EllipsisType = ...,
+               ip: str | None = None) -> tuple[ApiKey, str]:
+        """A new key for ``owner_id``: the stored record and the plaintext, which is never shown again.
+        ``ip`` is the client's address, for the audit log."""
         label = " ".join((name or "").split())
         if not label:
             raise ValidationError("Give the key a name, so you can tell it apart later.", field="name")
@@ -135,7 +137,7 @@ class ApiKeyStore:
                 id=key.id, owner_id=owner_id, name=label, prefix=key.prefix, key_hash=hash_key(plaintext),
                 created_at=key.created_at, usage_count=0,
             ))
-            self._record(conn, "apikey.create", owner_id, key, actor_id)
+            self._record(conn, "apikey.create", owner_id, key, actor_id, ip)
         return key, plaintext
 
     def verify(self, plaintext: str, *, count_use: bool = True) -> KeyOwner:
@@ -180,7 +182,8 @@ class ApiKeyStore:
             rows = conn.execute(query.order_by(api_keys.c.created_at.desc(), api_keys.c.id)).all()
         return [_row_to_key(r) for r in rows]
 
-    def revoke(self, owner_id: str, key_id: str, *, actor_id: str | None | EllipsisType = ...) -> ApiKey:
+    def revoke(self, owner_id: str, key_id: str, *, actor_id: str | None | EllipsisType = ...,
+               ip: str | None = None) -> ApiKey:
         """Stop ``key_id`` working at once. Revoking twice is harmless; another owner's key is :class:`NotFound`."""
         with self._engine.begin() as conn:
             changed = conn.execute(
@@ -195,5 +198,5 @@ class ApiKeyStore:
                 raise NotFound("No such API key.")
             key = _row_to_key(row)
             if changed:
-                self._record(conn, "apikey.revoke", owner_id, key, actor_id)
+                self._record(conn, "apikey.revoke", owner_id, key, actor_id, ip)
         return key

@@ -531,10 +531,23 @@ class AuthService:
         if locked_until is not None:
             raise TooManyAttempts(f"{GENERIC_LOGIN_ERROR} " + self._lock_message("this account", locked_until - now),
                                   retry_after=(locked_until - now).total_seconds())
-        if len(failures_before) + 1 >= self.policy.captcha_after:
+        failures = len(failures_before) + 1
+        if failures >= self.policy.captcha_after:
             challenge = self.new_captcha()
-            raise CaptchaRequired(GENERIC_LOGIN_ERROR, captcha_id=challenge.id, question=challenge.question)
-        raise InvalidCredentials(GENERIC_LOGIN_ERROR)
+            error = CaptchaRequired(GENERIC_LOGIN_ERROR, captcha_id=challenge.id, question=challenge.question)
+            error.detail.update(self._attempts_left(self.policy.max_failures - failures, "lock"))
+            raise error
+        raise InvalidCredentials(GENERIC_LOGIN_ERROR,
+                                 detail=self._attempts_left(self.policy.captcha_after - failures, "captcha"))
+
+    def _attempts_left(self, left: int, then: Literal["captcha", "lock"]) -> dict[str, Any]:
+        """What a failed sign-in tells the person before the next step: how many tries are left
+        before a security question (or a lock). The same for every username, known or not."""
+        minutes = max(1, round(self.policy.login_window.total_seconds() / 60))
+        what = ("you are asked a security question" if then == "captcha"
+                else f"sign-in is locked for {minutes} minutes")
+        return {"attempts_left": left, "then": then,
+                "warning": f"{left} attempt{'s' if left != 1 else ''} left before {what}."}
 
     # --- sessions and tokens ---------------------------------------------------------------
     def _open_session(self, user: User, *, ip: str | None, user_agent: str | None, now: datetime,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import UsageLimits
 
 from core.config import Settings
-from core.conversations import ConversationStore, Message
+from core.conversations import ConversationStore, Message, validate_text
 from core.errors import (
     AppError,
     BudgetExceeded,
@@ -62,6 +63,7 @@ from core.memory.types import MEMORY_TYPES, MemoryEvent, MemoryRecord, Scope
 from core.metrics import METRICS, Metrics
 from core.preferences import Preferences, PreferenceStore
 from core.models.registry import LOCAL_MODEL_ID, PROVIDERS, ModelRegistry, split_model_id
+from core.titles import ask_model_for_title, derive_title
 from core.usage import UsageStore, price
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ Assistant: Congratulations on adopting Miso! How is she settling in?
 """Added for the small offline model, which otherwise echoes the user (measured in bench/local_models.py)."""
 
 LOCAL_MAX_REPLY_TOKENS = 768
+TITLE_TIMEOUT = 4.0
+"""Seconds a hosted model gets to title a new conversation before the derived title stays."""
 LOCAL_TIMEOUT = 180.0
 
 NOTES = """\
@@ -313,6 +317,8 @@ class ChatService:
         self.preferences = preferences
         self.agent = build_agent()
         self._toolset = memory_toolset()
+        self._replying: dict[str, int] = {}  # conversation id -> replies streaming right now
+        self._settled = threading.Condition()
 
     @property
     def memory(self) -> MemoryService:
@@ -392,7 +398,47 @@ class ChatService:
         result = TurnResult(user_message=last[-1])
         return ChatTurn(lambda r: self._run(r, Scope.personal(user_id), model), result)
 
+    def regenerate(self, user_id: str, conversation_id: str, *, model: str | Model | None = None) -> ChatTurn:
+        """Answer the conversation's last user message again, in place of the reply it has (if any)."""
+        last = self.conversations.context(conversation_id, 1, user_id=user_id)
+        if not last:
+            raise ValidationError("There is no message to answer yet.")
+        if last[-1].role == "assistant":
+            self.conversations.truncate(user_id, conversation_id, last[-1].id)
+        return self.retry(user_id, conversation_id, model=model)
+
+    def edit(self, user_id: str, message_id: int, text: str, *, model: str | Model | None = None) -> ChatTurn:
+        """Send ``text`` in place of one of the person's earlier messages: that message and everything
+        after it are replaced by the edited message and a new reply. Bad text changes nothing."""
+        original = self.conversations.message(user_id, message_id)
+        if original.role != "user":
+            raise ValidationError("Only your own messages can be edited.", field="message_id")
+        validate_text(text, limit=self.conversations.max_chars)  # refuse before anything is removed
+        if model is not None and not isinstance(model, Model):
+            split_model_id(model)
+        self.conversations.truncate(user_id, original.conversation_id, original.id)
+        return self.send(user_id, original.conversation_id, text, model=model)
+
+    def wait_for_replies(self, conversation_id: str, *, timeout: float) -> bool:
+        """Wait until no reply of this conversation is streaming in this process (one being stopped
+        saves what it said first). True when none is; False after ``timeout`` seconds."""
+        with self._settled:
+            return self._settled.wait_for(lambda: not self._replying.get(conversation_id), timeout=timeout)
+
     def _run(self, result: TurnResult, scope: Scope, model_ref: str | Model | None) -> Iterator[str]:
+        conv_id = result.user_message.conversation_id
+        with self._settled:
+            self._replying[conv_id] = self._replying.get(conv_id, 0) + 1
+        try:
+            yield from self._reply(result, scope, model_ref)
+        finally:
+            with self._settled:
+                self._replying[conv_id] -= 1
+                if not self._replying[conv_id]:
+                    del self._replying[conv_id]
+                self._settled.notify_all()
+
+    def _reply(self, result: TurnResult, scope: Scope, model_ref: str | Model | None) -> Iterator[str]:
         user_msg = result.user_message
         conv_id = user_msg.conversation_id
         remaining = self._check_budget(scope.owner_id)
@@ -436,9 +482,16 @@ class ChatService:
                 reply_text = "".join(chunks) or str(run.get_output() or "")
                 responses = [m for m in run.new_messages() if isinstance(m, ModelResponse)]
         except GeneratorExit:
-            elapsed = time.perf_counter() - started
-            self.usage.record(user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=provider,
-                              model=model_name, latency_ms=elapsed * 1000, status="cancelled")
+            # Stopped by the person (or the page went away): what was said so far is kept, marked as stopped.
+            result.latency_ms = (time.perf_counter() - started) * 1000
+            result.tool_events = deps.tool_events
+            if "".join(chunks).strip():
+                self._finish(result, scope, "".join(chunks), [], provider, model_name, prior,
+                             learn=prefs.auto_memory, stopped=True)
+            else:
+                self.usage.record(user_id=scope.owner_id, conversation_id=conv_id, purpose="chat",
+                                  provider=provider, model=model_name, latency_ms=result.latency_ms,
+                                  status="cancelled")
             self.metrics.chat_requests.labels("cancelled").inc()
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then shown as an AppError
@@ -457,6 +510,11 @@ class ChatService:
         result.tool_events = deps.tool_events
         self._count_events(deps.tool_events, "agent")
         self._finish(result, scope, reply_text, responses, provider, model_name, prior, learn=prefs.auto_memory)
+        if not prior:
+            # A reply that came from the fallback says the chosen model is struggling: do not ask it again.
+            self._title(scope.owner_id, conv_id, user_msg.content, reply_text, model,
+                        local=is_local or result.fell_back or not (result.model or "").startswith(model_name),
+                        provider=provider, model_name=model_name)
         self.metrics.chat_requests.labels("ok").inc()
         self.metrics.model_run(provider=result.provider or provider, model=result.model or model_name,
                                purpose="chat", seconds=result.latency_ms / 1000, status="ok",
@@ -468,8 +526,36 @@ class ChatService:
             if event.applied:
                 self.metrics.memory_event(event.event, source)
 
+    def _title(self, user_id: str, conv_id: str, user_text: str, reply_text: str, model: Model, *, local: bool,
+               provider: str, model_name: str) -> None:
+        """Name a new conversation after its first exchange, unless the person already named it.
+
+        The derived title goes in at once; a hosted model is then asked for a better one and given
+        ``TITLE_TIMEOUT`` seconds. The local model is not asked: on a CPU it would keep the person
+        waiting (and the learning worker needs it).
+        """
+        try:
+            if not self.conversations.title_untitled(user_id, conv_id, derive_title(user_text)):
+                return
+            if local:
+                return
+            started = time.perf_counter()
+            answer = ask_model_for_title(model, user_text, reply_text, timeout=TITLE_TIMEOUT)
+            if answer.input_tokens or answer.output_tokens:
+                self.usage.record(user_id=user_id, conversation_id=conv_id, purpose="title", provider=provider,
+                                  model=model_name, input_tokens=answer.input_tokens,
+                                  output_tokens=answer.output_tokens, latency_ms=(time.perf_counter() - started) * 1000,
+                                  cost_usd=price(provider, model_name, answer.input_tokens, answer.output_tokens))
+            if answer.title:
+                current = self.conversations.get(user_id, conv_id)
+                if current.title == derive_title(user_text):  # not renamed meanwhile
+                    self.conversations.rename(user_id, conv_id, answer.title)
+        except AppError as exc:  # the reply is stored; a missing title is not worth failing the turn for
+            log.warning("could not title conversation %s: %s", conv_id, exc.message)
+
     def _finish(self, result: TurnResult, scope: Scope, reply_text: str, responses: list[ModelResponse],
-                provider: str, model_name: str, prior: list[Message], *, learn: bool = True) -> None:
+                provider: str, model_name: str, prior: list[Message], *, learn: bool = True,
+                stopped: bool = False) -> None:
         conv_id = result.user_message.conversation_id
         answered = responses[-1] if responses else None
         if answered is not None and answered.model_name:
@@ -477,12 +563,19 @@ class ChatService:
             result.provider = answered.provider_name or provider
         else:
             result.model, result.provider = model_name, provider
+        # A self-hosted OpenAI-compatible server answers as provider "openai" under the model's own
+        # name: only a different provider *and* a different model mean the fallback answered.
         result.fell_back = bool(answered and answered.provider_name and provider not in {"local"}
-                                and answered.provider_name != provider)
+                                and answered.provider_name != provider
+                                and not (answered.model_name or "").startswith(model_name))
+        if provider in {"compatible", "ollama"} and not result.fell_back:
+            result.provider = provider  # not "openai": that would price a self-hosted model as OpenAI's
         result.input_tokens = sum(r.usage.input_tokens or 0 for r in responses)
         result.output_tokens = sum(r.usage.output_tokens or 0 for r in responses)
         costs = [r.usage.cost for r in responses if r.usage.cost is not None]
-        if costs:
+        if stopped:
+            result.cost_usd = None  # the provider bills a stopped stream, but says nothing of it to us
+        elif costs:
             result.cost_usd = sum((Decimal(str(c)) for c in costs), Decimal(0))
         else:
             result.cost_usd = price(result.provider or provider, result.model or model_name, result.input_tokens,
@@ -496,6 +589,8 @@ class ChatService:
             "latency_ms": round(result.latency_ms, 1),
             "fell_back": result.fell_back,
         }
+        if stopped:
+            details["stopped"] = True
         result.reply = self.conversations.append(
             conv_id, "assistant", reply_text[: self.conversations.max_chars], user_id=scope.owner_id,
             model=f"{result.provider}:{result.model}" if result.provider != "local" else LOCAL_MODEL_ID,
@@ -505,6 +600,7 @@ class ChatService:
             user_id=scope.owner_id, conversation_id=conv_id, purpose="chat", provider=result.provider or provider,
             model=result.model or model_name, requests=len(responses), input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, cost_usd=result.cost_usd, latency_ms=result.latency_ms,
+            status="cancelled" if stopped else "ok",
         )
         if not learn:  # the person turned automatic memory off
             return

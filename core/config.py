@@ -177,8 +177,8 @@ class Settings(BaseSettings):
         20.0, ge=0, le=250,
         description="How long an inferred add over the API waits for learning before answering PENDING (it goes on).")
     trusted_proxies: CommaList = Field(
-        [], description="Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is "
-                        "believed for per-address limits; none by default.")
+        [], description="Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the "
+                        "client's address (per-address limits, sessions, audit); none by default.")
     scripted_models: bool = Field(
         False, description="Offer scripted test models (test:echo, test:memory) for demos and end-to-end tests.")
     local_model: str = Field(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import NotFound, ValidationError
@@ -52,6 +52,14 @@ class Message:
     output_tokens: int | None
     created_at: datetime
     details: dict[str, Any] | None = None  # assistant turns: recalled memories, tool events, cost
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationMatch:
+    """A conversation found by :meth:`ConversationStore.search`, with where the words were found."""
+
+    conversation: Conversation
+    snippet: str | None  # a piece of the newest matching message; None when only the title matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,20 @@ def validate_text(text: str | bytes, *, limit: int, field: str = "text") -> str:
             field=field,
         )
     return text
+
+
+SNIPPET_CHARS = 90
+
+
+def _snippet(text: str, needle: str) -> str:
+    """About ``SNIPPET_CHARS`` characters of ``text`` around the first place ``needle`` occurs."""
+    flat = " ".join(text.split())
+    at = flat.lower().find(needle)
+    if at < 0:
+        return flat[:SNIPPET_CHARS] + ("…" if len(flat) > SNIPPET_CHARS else "")
+    start = max(0, at - SNIPPET_CHARS // 3)
+    piece = flat[start:start + SNIPPET_CHARS]
+    return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(flat) else "")
 
 
 def _clean_title(title: str | None) -> str:
@@ -208,15 +230,45 @@ class ConversationStore:
         with self._engine.connect() as conn:
             return _conversation(self._fetch(conn, conv_id, user_id, self._clock()))
 
-    def list(self, user_id: str, *, search: str | None = None, limit: int = 50, offset: int = 0) -> list[Conversation]:
-        """The user's live conversations, most recently active first; ``search`` matches titles."""
-        limit = max(1, min(int(limit), 500))
+    def _matching(self, user_id: str, search: str | None):
+        """The user's live conversations whose title or any message contains ``search`` (any case)."""
         query = select(conversations).where(conversations.c.user_id == user_id, self._live(self._clock()))
-        if search and search.strip():
-            query = query.where(func.lower(conversations.c.title).contains(search.strip().lower(), autoescape=True))
-        query = query.order_by(conversations.c.updated_at.desc(), conversations.c.id).limit(limit).offset(max(0, offset))
+        needle = (search or "").strip().lower()
+        if needle:
+            in_messages = select(messages.c.id).where(
+                messages.c.conversation_id == conversations.c.id,
+                func.lower(messages.c.content).contains(needle, autoescape=True),
+            ).exists()
+            query = query.where(or_(func.lower(conversations.c.title).contains(needle, autoescape=True), in_messages))
+        return query.order_by(conversations.c.updated_at.desc(), conversations.c.id)
+
+    def list(self, user_id: str, *, search: str | None = None, limit: int = 50, offset: int = 0) -> list[Conversation]:
+        """The user's live conversations, most recently active first; ``search`` matches titles and
+        message text (case-insensitive, wildcards taken literally)."""
+        limit = max(1, min(int(limit), 500))
+        query = self._matching(user_id, search).limit(limit).offset(max(0, offset))
         with self._engine.connect() as conn:
             return [_conversation(r) for r in conn.execute(query)]
+
+    def search(self, user_id: str, text: str, *, limit: int = 50) -> list[ConversationMatch]:
+        """Conversations whose title or messages contain ``text``, most recently active first, each
+        with a snippet of its newest matching message to show where the words are."""
+        needle = (text or "").strip().lower()
+        found = self.list(user_id, search=needle or None, limit=limit)
+        if not needle or not found:
+            return [ConversationMatch(c, None) for c in found]
+        newest = (
+            select(messages.c.conversation_id, func.max(messages.c.id).label("id"))
+            .where(messages.c.conversation_id.in_([c.id for c in found]),
+                   func.lower(messages.c.content).contains(needle, autoescape=True))
+            .group_by(messages.c.conversation_id).subquery()
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(messages.c.conversation_id, messages.c.content).join(newest, newest.c.id == messages.c.id)
+            ).all()
+        texts = {r.conversation_id: r.content for r in rows}
+        return [ConversationMatch(c, _snippet(texts[c.id], needle) if c.id in texts else None) for c in found]
 
     def rename(self, user_id: str, conv_id: str, title: str) -> Conversation:
         clean = _clean_title(title)
@@ -224,6 +276,19 @@ class ConversationStore:
             self._fetch(conn, conv_id, user_id, self._clock())
             conn.execute(update(conversations).where(conversations.c.id == conv_id).values(title=clean))
             return _conversation(self._fetch(conn, conv_id, user_id, self._clock()))
+
+    def title_untitled(self, user_id: str, conv_id: str, title: str) -> bool:
+        """Give a conversation that still has the default title this one (an automatic title).
+
+        Returns False, changing nothing, when the person named it meanwhile: a title someone
+        typed is never overwritten by a generated one.
+        """
+        clean = _clean_title(title)
+        with self._engine.begin() as conn:
+            self._fetch(conn, conv_id, user_id, self._clock())
+            result = conn.execute(update(conversations).where(
+                conversations.c.id == conv_id, conversations.c.title == DEFAULT_TITLE).values(title=clean))
+        return result.rowcount == 1
 
     def delete(self, user_id: str, conv_id: str) -> None:
         """Delete the conversation and all its messages."""
@@ -352,6 +417,34 @@ class ConversationStore:
             conn.execute(update(messages).where(messages.c.id == current.id)
                          .values(details=json.dumps(details, ensure_ascii=False, default=str)))
         return self.message(user_id, message_id)
+
+    def truncate(self, user_id: str, conv_id: str, from_message_id: int) -> int:
+        """Delete one message of the conversation and every message after it (to answer again or
+        to send an edited message in its place). Returns how many messages were removed."""
+        with self._engine.begin() as conn:
+            self._fetch(conn, conv_id, user_id, self._clock())
+            owned = conn.execute(select(messages.c.id).where(
+                messages.c.id == from_message_id, messages.c.conversation_id == conv_id)).first()
+            if owned is None:
+                raise NotFound("No such message.")
+            removed = conn.execute(delete(messages).where(
+                messages.c.conversation_id == conv_id, messages.c.id >= from_message_id)).rowcount
+            conn.execute(update(conversations).where(conversations.c.id == conv_id)
+                         .values(message_count=conversations.c.message_count - removed, updated_at=self._clock()))
+        return removed
+
+    def export_markdown(self, user_id: str, conv_id: str) -> str:
+        """The whole conversation as a Markdown document: its title, then each turn with its time."""
+        conv = self.get(user_id, conv_id)
+        lines = [f"# {conv.title}", "", f"*Exported from Optimus on {self._clock():%Y-%m-%d %H:%M} UTC.*", ""]
+        after = 0
+        while chunk := self.messages(conv_id, user_id=user_id, after_id=after, limit=5000):
+            for m in chunk:
+                who = {"user": "You", "assistant": "Optimus"}.get(m.role, m.role.capitalize())
+                model = f" ({m.model})" if m.role == "assistant" and m.model else ""
+                lines += [f"## {who}{model} · {m.created_at:%Y-%m-%d %H:%M}", "", m.content.rstrip(), ""]
+            after = chunk[-1].id
+        return "\n".join(lines)
 
     # ---------------------------------------------------------------- retention
     def cleanup(self, *, batch: int = 500) -> CleanupReport:

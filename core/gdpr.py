@@ -41,6 +41,8 @@ conversations.json  every conversation with all its messages (role, text, model,
 memories.json       every long-term memory (text, type, importance, tags, people, scope, dates)
                     with its full history: each ADD / UPDATE / DELETE, when, and from where
                     (ui, agent, pipeline, api, import)
+deleted_memories.json  memories you (or Optimus) deleted that are still in their history, each
+                    with what it said, when it was deleted and its full history
 usage.json          every model run made for you: provider, model, tokens, cost (USD), latency
 audit.json          security events about your account (sign-ins, password changes, exports…)
 
@@ -111,6 +113,11 @@ class GdprService:
             item = record.as_dict()
             item["history"] = [h.as_dict() for h in memory.history(user_id, record.id)]
             memories.append(item)
+        deleted = []
+        for gone in memory.recently_deleted(user_id, limit=1000):
+            deleted.append({"id": gone.memory_id, "memory": gone.text, "user_id": gone.user_id,
+                            "deleted_at": gone.deleted_at, "deleted_by": gone.source,
+                            "history": [h.as_dict() for h in memory.history(user_id, gone.memory_id)]})
         with self._engine.connect() as conn:
             usage = [dict(r._mapping) for r in conn.execute(
                 select(model_usage).where(model_usage.c.user_id == user_id).order_by(model_usage.c.id))]
@@ -128,6 +135,7 @@ class GdprService:
                         "created_at": user.created_at},
             "conversations": conversations,
             "memories": memories,
+            "deleted_memories": deleted,
             "usage": usage,
             "audit": audit,
         }
@@ -139,7 +147,7 @@ class GdprService:
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("README.txt", EXPORT_README.format(when=datetime.now(UTC).isoformat(timespec="seconds"),
                                                            username=data["profile"]["username"]))
-            for name in ("profile", "conversations", "memories", "usage", "audit"):
+            for name in ("profile", "conversations", "memories", "deleted_memories", "usage", "audit"):
                 zf.writestr(f"{name}.json", json.dumps(data[name], ensure_ascii=False, indent=2))
         self._audit.record("export", actor_id=user_id, subject_id=user_id, ip=ip,
                            detail={"memories": len(data["memories"]), "conversations": len(data["conversations"])})

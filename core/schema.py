@@ -120,6 +120,8 @@ memory_history = Table(
     Column("role", String(32)),
     Column("source", String(16)),
     Column("recorded_at", UTCDateTime(), nullable=False),
+    # JSON: a DELETE's memory as it was (MemoryRecord.as_dict()), for an exact restore (migration 0007)
+    Column("snapshot", Text()),
     Index(None, "memory_id", "seq"),
     Index(None, "owner_id", "recorded_at"),
 )
@@ -155,7 +157,7 @@ model_usage = Table(
     # SET NULL: erasing a person unlinks their rows but keeps the install's cost totals honest.
     Column("user_id", String(32), ForeignKey("users.id", ondelete="SET NULL")),
     Column("conversation_id", String(32)),
-    Column("purpose", String(16), nullable=False),  # chat | extract | update
+    Column("purpose", String(16), nullable=False),  # chat | extract | update | title
     Column("provider", String(40), nullable=False),
     Column("model", String(200), nullable=False),
     Column("requests", Integer(), nullable=False, server_default="0"),

@@ -21,7 +21,7 @@ from core.schema import model_usage
 
 log = logging.getLogger(__name__)
 
-Purpose = Literal["chat", "extract", "update"]
+Purpose = Literal["chat", "extract", "update", "title"]
 Status = Literal["ok", "error", "timeout", "cancelled"]
 # Rough English average for BPE tokenizers; estimates are labelled as such in the UI.
 CHARS_PER_TOKEN = 4.0
@@ -69,6 +69,28 @@ def price(provider: str, model: str, input_tokens: int, output_tokens: int) -> D
     except (LookupError, ValueError):
         return None
     return Decimal(str(calc.total_price))
+
+
+FREE_PROVIDERS = frozenset({"local", "ollama"})
+"""Models that run on the install's own hardware: no bill, so their cost is "free (local)"."""
+
+
+def provider_of(model_id: str | None) -> str:
+    """``"openai"`` for ``"openai:gpt-6-luna"``; ``"local"`` for ``"local"`` and ``"local:<name>"``."""
+    return (model_id or "").partition(":")[0]
+
+
+def cost_label(provider: str, cost_usd: Decimal | float | None) -> str:
+    """How a run's cost reads everywhere: "free (local)" for models on this machine, "cost unknown"
+    when no price is known (never a made-up $0), otherwise the amount in US dollars."""
+    if provider in FREE_PROVIDERS:
+        return "free (local)"
+    if cost_usd is None:
+        return "cost unknown"
+    amount = Decimal(str(cost_usd))
+    if amount == 0:
+        return "$0"
+    return f"${amount:.5f}" if amount < Decimal("0.01") else f"${amount:,.4f}"
 
 
 def count_tokens_estimate(text: str) -> int:

@@ -8,7 +8,9 @@ import streamlit as st
 
 from core.analytics import Analytics
 from core.errors import AppError
+from core.usage import cost_label
 from pages.common import get_runtime, require_admin
+from ui.charts import count_bars, daily_bars, latency_bars
 
 runtime = get_runtime()
 admin = require_admin()
@@ -49,13 +51,26 @@ try:
 except AppError:
     memories = None
 k = _kpis(memories)
-cols = st.columns(6)
+cols = [*st.columns(3), *st.columns(3)]
 cols[0].metric("Users", f"{k.users:,}")
 cols[1].metric("Active (7 days)", f"{k.active_users_7d:,}")
 cols[2].metric("Messages", f"{k.messages:,}")
 cols[3].metric("Memories", "—" if k.memories is None else f"{k.memories:,}")
 cols[4].metric("Tokens", f"{k.input_tokens + k.output_tokens:,}")
-cols[5].metric("Cost", f"${k.cost_usd:,.4f}")
+if k.priced_runs:
+    cost_text = cost_label("", k.cost_usd)
+elif k.free_runs and not k.unpriced_runs:
+    cost_text = "free (local)"
+else:
+    cost_text = "unknown" if k.unpriced_runs else "$0"
+notes = []
+if k.free_runs:
+    notes.append(f"{k.free_runs:,} free (local)")
+if k.unpriced_runs:
+    notes.append(f"{k.unpriced_runs:,} of unknown price")
+cols[5].metric("Cost", cost_text, help="Runs with a known price; " + (", ".join(notes) or "no others") + " not counted.")
+if notes:
+    cols[5].caption("Not counted: " + " · ".join(notes) + " runs")
 
 with st.spinner("Crunching numbers…"):
     try:
@@ -68,13 +83,13 @@ left, right = st.columns(2)
 with left:
     st.subheader("Messages per day")
     if data["messages"]:
-        st.bar_chart(data["messages"], x="day", y="messages", color="role", height=260)
+        st.altair_chart(daily_bars(data["messages"], "messages", "role", start, end), width="stretch")
     else:
         st.caption("No messages in this range.")
 with right:
     st.subheader("Memory events")
     if data["events"]:
-        st.bar_chart(data["events"], x="day", y="events", color="event", height=260)
+        st.altair_chart(daily_bars(data["events"], "events", "event", start, end), width="stretch")
     else:
         st.caption("No memory changes in this range.")
 
@@ -82,26 +97,38 @@ left, right = st.columns(2)
 with left:
     st.subheader("Tokens by model")
     if data["usage_days"]:
-        st.bar_chart(data["usage_days"], x="day", y="tokens", color="model", height=260)
+        st.altair_chart(daily_bars(data["usage_days"], "tokens", "model", start, end), width="stretch")
     else:
         st.caption("No model usage in this range.")
 with right:
     st.subheader("Cost by model (USD)")
-    if data["usage_days"]:
-        st.bar_chart(data["usage_days"], x="day", y="cost_usd", color="model", height=260)
+    priced = [d for d in data["usage_days"] if d["cost_usd"] is not None]
+    if priced:
+        st.altair_chart(daily_bars(priced, "cost_usd", "model", start, end, money=True), width="stretch")
     else:
-        st.caption("No model usage in this range.")
+        st.caption("No run in this range had a price.")
+    free = sorted({d["model"] for d in data["usage_days"] if d["free"]})
+    unknown = sorted({d["model"] for d in data["usage_days"] if d["cost_usd"] is None and not d["free"]})
+    if free:
+        st.caption("Free (local): " + ", ".join(free))
+    if unknown:
+        st.caption("Price unknown, not counted: " + ", ".join(unknown))
 
 st.subheader("Models: latency and spend")
 if data["models"]:
     st.dataframe(
         [{"Model": f"{m['provider']}:{m['model']}", "Runs": m["runs"], "Errors": m["errors"],
-          "Tokens in": m["input_tokens"], "Tokens out": m["output_tokens"], "Cost ($)": float(m["cost_usd"]),
+          "Tokens in": m["input_tokens"], "Tokens out": m["output_tokens"],
+          "Cost": cost_label(m["provider"], m["cost_usd"])
+          + (f" (+{m['unpriced_runs']} unpriced)" if m["cost_usd"] is not None and m["unpriced_runs"] else ""),
           "p50 (ms)": m["latency_p50_ms"], "p95 (ms)": m["latency_p95_ms"]} for m in data["models"]],
         hide_index=True, width="stretch",
     )
-    st.bar_chart([{"model": f"{m['provider']}:{m['model']}", "p50": m["latency_p50_ms"], "p95": m["latency_p95_ms"]}
-                  for m in data["models"]], x="model", y=["p50", "p95"], stack=False, height=240)
+    timed = [m for m in data["models"] if m["latency_p95_ms"] > 0]
+    if timed:
+        st.altair_chart(latency_bars(timed), width="stretch")
+        st.caption("Latency per model on a log scale: median (p50) and 95th percentile (p95) of the runs that "
+                   "answered; failed runs are left out.")
 else:
     st.caption("No model runs in this range.")
 
@@ -113,12 +140,13 @@ with left:
     except AppError:
         by_type = None
     if by_type:
-        st.bar_chart(by_type, horizontal=True, height=240)
+        st.altair_chart(count_bars(by_type), width="stretch")
     else:
         st.caption("Memory counts by type are shown per user on the Memories page.")
 with right:
     st.subheader("Top users by tokens")
     if data["top"]:
-        st.dataframe(data["top"], hide_index=True, width="stretch")
+        st.dataframe([{"User": t["user"], "Runs": t["runs"], "Tokens": t["tokens"],
+                       "Cost": cost_label("local" if t["free"] else "", t["cost_usd"])} for t in data["top"]], hide_index=True, width="stretch")
     else:
         st.caption("No usage in this range.")

@@ -7,11 +7,15 @@ from datetime import UTC, datetime, time, timedelta
 import streamlit as st
 
 from core.audit import EVENTS
+from core.devices import describe_user_agent
 from core.errors import AppError
 from core.memory.types import Scope
 from core.rendering import inert_markdown
 from pages.auth_session import client_ip
 from pages.common import get_runtime, human_bytes, require_admin
+from ui.formatting import ago
+from ui.layout import health_rows
+from ui.messages import escape_markdown
 
 runtime = get_runtime()
 admin = require_admin()
@@ -74,8 +78,9 @@ with sessions_tab:
             st.caption("No active sessions.")
         for s in listed:
             c1, c2 = st.columns([5, 1], vertical_alignment="center")
-            c1.markdown(f"{inert_markdown((s.user_agent or 'unknown device')[:60])} · {s.ip or '?'} · "
-                        f"last seen {s.last_seen_at:%Y-%m-%d %H:%M} UTC · expires {s.expires_at:%H:%M}")
+            c1.markdown(f"{escape_markdown(describe_user_agent(s.user_agent))} · {s.ip or 'address unknown'} · "
+                        f"active {ago(s.last_seen_at)} · expires {s.expires_at:%H:%M} UTC",
+                        help=s.user_agent or "no user agent sent")
             if c2.button("Revoke", key=f"adm-revoke-{s.jti}"):
                 auth.revoke_session(admin, s.jti, ip=client_ip())
                 st.toast("Session revoked.")
@@ -92,8 +97,8 @@ with health_tab:
     cols = st.columns(max(1, len(report.counts)))
     for col, (name, value) in zip(cols, report.counts.items(), strict=False):
         col.metric(name.replace("_", " ").capitalize(), f"{value:,}")
-    st.dataframe([{"Component": c.name, "Status": "✅ up" if c.ok else "❌ down", "Detail": c.detail}
-                  for c in report.components], hide_index=True, width="stretch")
+    with st.container(border=True):
+        health_rows(report.components)
     st.caption(" · ".join(f"{k.replace('_', ' ')}: {human_bytes(v)}" for k, v in report.sizes.items()))
     depth = runtime.queue.depth()
     st.caption(f"Extraction queue: {depth}")
@@ -149,8 +154,8 @@ with audit_tab:
     events = runtime.audit.query(viewer=admin, limit=500, **filters)
     names = {p.id: p.username for p in people}
     st.dataframe([{"Time": e.at, "Event": e.event, "Actor": names.get(e.actor_id, e.actor_id),
-                   "Subject": names.get(e.subject_id, e.subject_id), "IP": e.ip, "Detail": e.detail}
-                  for e in events], hide_index=True, width="stretch")
+                   "Subject": names.get(e.subject_id, e.subject_id), "Client address": e.ip, "Detail": e.detail}
+                  for e in events], hide_index=True, width="stretch", placeholder="—")
     if st.button("Prepare CSV export", icon=":material/csv:"):
         csv_text = runtime.audit.export_csv(viewer=admin, ip=client_ip(), **filters)
         st.download_button("Download CSV", csv_text, file_name="optimus-audit.csv", mime="text/csv",

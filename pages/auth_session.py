@@ -65,15 +65,19 @@ def current_user(runtime: Runtime) -> User | None:
 
 
 def client_ip() -> str | None:
-    """The client's address for per-address limits, believing X-Forwarded-For only from the proxies
-    in OPTIMUS_TRUSTED_PROXIES (see ``core.proxies``)."""
+    """The person's address: the connection's, or the one a trusted reverse proxy forwards for
+    (``OPTIMUS_TRUSTED_PROXIES``). None outside a real server (e.g. AppTest)."""
+    headers = st.context.headers
     ip = st.context.ip_address
-    # Streamlit reports a loopback peer as None (and has no peer outside a server, e.g. in AppTest).
-    peer = ip if isinstance(ip, str) else "127.0.0.1"
-    forwarded = st.context.headers.get("X-Forwarded-For")
-    from pages.common import get_runtime  # common imports this module
+    if not isinstance(ip, str):
+        if not headers:
+            return None
+        # A real connection whose address Streamlit hides: it does so for loopback only.
+        ip = "::1" if headers.get("Host", "").startswith("[::1]") else "127.0.0.1"
+    from pages.common import get_runtime
 
-    return client_address(peer, forwarded if isinstance(forwarded, str) else None,
+    forwarded = headers.get("X-Forwarded-For")
+    return client_address(ip, forwarded if isinstance(forwarded, str) else None,
                           get_runtime().settings.trusted_networks)
 
 
@@ -102,8 +106,11 @@ def forget_session() -> None:
     st.session_state.pop(TOKEN_KEY, None)
 
 
-def send_to_end_route() -> None:
+def send_to_end_route(*, farewell: str | None = None) -> None:
     """Forget this tab's token and send *this* tab to the route that ends the session and clears the
-    cookie (``st.link_button`` would open the route in a new tab and leave this one signed in)."""
+    cookie (``st.link_button`` would open the route in a new tab and leave this one signed in).
+
+    ``farewell`` (one of ``app.FAREWELLS``) makes the sign-in page say why the person is signed out."""
     forget_session()
-    st.html(f"<script>window.location.replace({json.dumps(END_ROUTE)});</script>", unsafe_allow_javascript=True)
+    target = END_ROUTE + (f"?farewell={farewell}" if farewell else "")
+    st.html(f"<script>window.location.replace({json.dumps(target)});</script>", unsafe_allow_javascript=True)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pages.common import get_runtime, human_bytes, require_admin
+from ui.layout import health_rows
 
 runtime = get_runtime()
 require_admin()  # the router lists it for admins only; this covers a hand-typed URL
@@ -22,25 +23,15 @@ st.markdown(f"{badge} &nbsp; **Storage mode:** `{report.mode}` — {mode_text}")
 if report.requested_mode != report.mode:
     st.markdown(f"Configured mode was `{report.requested_mode}`; see the warning above.")
 
-cols = st.columns(len(report.counts) + 2)
+cols = st.columns(len(report.counts))
 for col, (name, value) in zip(cols, report.counts.items(), strict=False):
     col.metric(name.replace("_", " ").capitalize(), f"{value:,}")
-cols[-2].metric("Database size", human_bytes(report.sizes.get("database_bytes", 0)))
-cols[-1].metric("Data directory", human_bytes(report.sizes.get("data_dir_bytes", 0)))
+sizes = st.columns(len(report.counts))
+sizes[0].metric("Database size", human_bytes(report.sizes.get("database_bytes", 0)))
+sizes[1].metric("Data directory", human_bytes(report.sizes.get("data_dir_bytes", 0)))
 
-st.dataframe(
-    [
-        {
-            "Component": c.name,
-            "Status": "✅ up" if c.ok else "❌ down",
-            "Detail": c.detail,
-            "Latency (ms)": None if c.latency_ms is None else round(c.latency_ms, 1),
-        }
-        for c in report.components
-    ],
-    hide_index=True,
-    width="stretch",
-)
+with st.container(border=True, key="health_components"):
+    health_rows(report.components)
 st.caption(f"Checked {report.checked_at:%Y-%m-%d %H:%M:%S} UTC.")
 if st.button("Check again", icon=":material/refresh:"):
     st.rerun()

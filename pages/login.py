@@ -8,12 +8,17 @@ from core.auth import check_password_strength
 from core.errors import AppError, CaptchaRequired, TooManyAttempts, ValidationError
 from pages.auth_session import client_ip, send_to_cookie_route, user_agent
 from pages.common import get_runtime
+from ui.layout import narrow_card
 
 runtime = get_runtime()
 auth = runtime.auth
 
+narrow_card()
 st.title("Optimus")
 st.caption("A chat that remembers — and shows you everything it remembers.")
+if st.query_params.get("farewell") == "erased":
+    st.success("Your account and everything Optimus kept about you have been deleted. Goodbye!",
+               icon=":material/check_circle:")
 
 sign_in, register = st.tabs(["Sign in", "Create account"])
 
@@ -21,7 +26,9 @@ with sign_in:
     challenge = st.session_state.get("login_captcha")  # (captcha id, question): identifiers only
     if message := st.session_state.pop("login_message", None):
         st.error(message, icon=":material/lock:")
-    with st.form("login"):
+    if warning := st.session_state.pop("login_warning", None):
+        st.warning(warning, icon=":material/warning:")
+    with st.form("login", border=True):
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
         answer = None
@@ -33,22 +40,25 @@ with sign_in:
             login = auth.login(username, password, ip=client_ip(), user_agent=user_agent(),
                                captcha_id=challenge[0] if challenge else None, captcha_answer=answer)
         except CaptchaRequired as exc:
-            # Ask the new question in the form: rerun, carrying the message across.
+            # Ask the new question in the form: rerun, carrying the message (and the warning) across.
             st.session_state.login_captcha = (exc.captcha_id, exc.question)
             st.session_state.login_message = exc.message
+            st.session_state.login_warning = exc.detail.get("warning")
             st.rerun()
         except TooManyAttempts as exc:
             st.session_state.pop("login_captcha", None)
             st.error(exc.message, icon=":material/timer:")
         except AppError as exc:
             st.error(exc.message, icon=":material/lock:")
+            if warning := exc.detail.get("warning"):
+                st.warning(warning, icon=":material/warning:")
         else:
             st.session_state.pop("login_captcha", None)
             st.toast(f"Welcome back, {login.user.username}!")
             send_to_cookie_route(runtime, login)
             st.stop()
 
-with register:
+with register, st.container(border=True):
     new_name = st.text_input("Choose a username", key="reg_username", autocomplete="username",
                              help="3–64 characters: letters, digits, '_', '.' or '-'.")
     email = st.text_input("Email (optional)", key="reg_email", autocomplete="email")

@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from core.apikeys import ApiKeyStore
+from core.devices import describe_user_agent
 from core.errors import AppError
 from core.preferences import Preferences
 from core.rendering import inert_markdown
 from pages.auth_session import client_ip, current_session, send_to_end_route
 from pages.common import get_runtime, require_user
+from ui.formatting import ago
+from ui.messages import escape_markdown
 
 runtime = get_runtime()
 user = require_user()
@@ -51,9 +54,9 @@ with security:
     for s in auth.sessions(user.id):
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         this = session is not None and s.jti == session.session.jti
-        device = inert_markdown((s.user_agent or "unknown device")[:60])
-        c1.markdown(f"{'**This browser** · ' if this else ''}{device} · "
-                    f"{s.ip or 'unknown address'} · last seen {s.last_seen_at:%Y-%m-%d %H:%M} UTC")
+        c1.markdown(f"{'**This browser** · ' if this else ''}{escape_markdown(describe_user_agent(s.user_agent))} · "
+                    f"{s.ip or 'address unknown'} · active {ago(s.last_seen_at)}",
+                    help=f"Signed in {s.created_at:%Y-%m-%d %H:%M} UTC · {s.user_agent or 'no user agent sent'}")
         if not this and c2.button("Sign out", key=f"revoke-{s.jti}"):
             try:
                 auth.revoke_session(user, s.jti, ip=client_ip())
@@ -101,7 +104,7 @@ with keys_tab:
         name = st.text_input("Name", placeholder="e.g. laptop script")
         if st.form_submit_button("Create key", icon=":material/key:"):
             try:
-                _, plaintext = keys.create(user.id, name)
+                _, plaintext = keys.create(user.id, name, ip=client_ip())
                 st.success("Copy this key now: it is shown only once.")
                 st.code(plaintext, language=None)
             except AppError as exc:
@@ -115,7 +118,7 @@ with keys_tab:
             f", last {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else ", never used")
         c1.markdown(f"**{inert_markdown(k.name)}** · `{k.prefix}…` · created {k.created_at:%Y-%m-%d} · {state}")
         if k.active and c2.button("Revoke", key=f"key-{k.id}"):
-            keys.revoke(user.id, k.id)
+            keys.revoke(user.id, k.id, ip=client_ip())
             st.toast("Key revoked.")
             st.rerun()
 
@@ -136,10 +139,9 @@ with data_tab:
     confirm = st.text_input("Type your username to confirm", key="erase_confirm")
     if st.button("Delete my account forever", type="primary", disabled=confirm.strip().lower() != user.username):
         try:
-            report = runtime.gdpr.erase(user, user.id, confirm_username=confirm, ip=client_ip())
+            runtime.gdpr.erase(user, user.id, confirm_username=confirm, ip=client_ip())
         except AppError as exc:
             st.error(exc.message)
         else:
-            st.success(f"Your account is deleted ({report.memories} memories, {report.conversations} conversations).")
-            send_to_end_route()
+            send_to_end_route(farewell="erased")  # the sign-in page confirms it
             st.stop()

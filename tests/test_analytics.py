@@ -44,6 +44,8 @@ def seed(engine):
                  input_tokens=50, output_tokens=10)
     usage.record(user_id=bob.id, purpose="chat", provider="openai", model="gpt-4o", latency_ms=60_000,
                  status="timeout")
+    usage.record(user_id=bob.id, purpose="chat", provider="compatible", model="qwen2.5-7b", latency_ms=700,
+                 input_tokens=40, output_tokens=20)
     return ada, bob
 
 
@@ -52,7 +54,8 @@ def test_kpis_and_series(engine):
     a = Analytics(engine)
     k = a.kpis(now=DAY2 + timedelta(hours=1), memories=7)
     assert (k.users, k.active_users_7d, k.messages, k.memories) == (2, 1, 3, 7)
-    assert (k.input_tokens, k.output_tokens, k.cost_usd) == (3050, 310, Decimal("0.0105"))
+    assert (k.input_tokens, k.output_tokens, k.cost_usd) == (3090, 330, Decimal("0.0105"))
+    assert (k.priced_runs, k.free_runs, k.unpriced_runs) == (2, 1, 1)  # the self-hosted run has no price
     per_day = a.messages_per_day(date(2026, 11, 20), date(2026, 11, 21))
     assert per_day == [{"day": "2026-11-20", "role": "assistant", "messages": 1},
                        {"day": "2026-11-20", "role": "user", "messages": 1},
@@ -61,11 +64,17 @@ def test_kpis_and_series(engine):
     gpt = models["gpt-4o"]
     assert (gpt["runs"], gpt["errors"], gpt["input_tokens"]) == (3, 1, 3000)
     assert gpt["latency_p50_ms"] in (100.0, 300.0) and gpt["latency_p95_ms"] == 300.0  # timeouts excluded
-    assert models["local"]["cost_usd"] == 0
-    days = {(d["day"], d["model"]) for d in a.usage_per_day(date(2026, 11, 21), date(2026, 11, 21))}
-    assert days == {("2026-11-21", "openai:gpt-4o"), ("2026-11-21", "local:local")}
+    assert gpt["cost_usd"] == Decimal("0.0105") and gpt["unpriced_runs"] == 0  # the timeout cost nothing
+    assert models["local"]["cost_usd"] is None and models["local"]["free"]  # free (local), not $0
+    vllm = models["qwen2.5-7b"]
+    assert vllm["cost_usd"] is None and not vllm["free"] and vllm["unpriced_runs"] == 1  # unknown, not $0
+    days = {(d["day"], d["model"]): d for d in a.usage_per_day(date(2026, 11, 21), date(2026, 11, 21))}
+    assert set(days) == {("2026-11-21", "openai:gpt-4o"), ("2026-11-21", "local:local"),
+                         ("2026-11-21", "compatible:qwen2.5-7b")}
+    assert days[("2026-11-21", "local:local")]["cost_usd"] is None
+    assert days[("2026-11-21", "openai:gpt-4o")]["cost_usd"] == pytest.approx(0.007)
     top = a.top_users(date(2026, 11, 20), date(2026, 11, 21))
-    assert [t["user"] for t in top] == ["ada", "bob"]
+    assert [(t["user"], t["cost_usd"]) for t in top] == [("ada", pytest.approx(0.0105)), ("bob", None)]
 
 
 def test_ranges_are_validated(engine):

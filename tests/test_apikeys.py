@@ -159,13 +159,14 @@ def test_creating_and_revoking_are_audited_without_the_key(engine, people, clock
     alice, bob = people  # bob is an admin: he may read the audit log
     audit = AuditLog(engine)
     store = ApiKeyStore(engine, audit=audit, clock=clock)
-    key, plaintext = store.create(alice.id, "script")
-    store.revoke(alice.id, key.id)
+    key, plaintext = store.create(alice.id, "script", ip="203.0.113.7")
+    store.revoke(alice.id, key.id, ip="2001:db8::7")
     store.revoke(alice.id, key.id)  # already revoked: nothing new to record
     cli_key, _ = store.create(alice.id, "cli", actor_id=None)
     events = audit.query(viewer=bob, events=["apikey.create", "apikey.revoke"])
-    assert [(e.event, e.actor_id, e.subject_id) for e in reversed(events)] == [
-        ("apikey.create", alice.id, key.id), ("apikey.revoke", alice.id, key.id), ("apikey.create", None, cli_key.id)]
+    assert [(e.event, e.actor_id, e.subject_id, e.ip) for e in reversed(events)] == [
+        ("apikey.create", alice.id, key.id, "203.0.113.7"), ("apikey.revoke", alice.id, key.id, "2001:db8::7"),
+        ("apikey.create", None, cli_key.id, None)]  # the CLI has no client address
     assert events[-1].detail == {"owner_id": alice.id, "name": "script", "prefix": key.prefix}
     assert all(plaintext not in str(e.detail) and plaintext[11:] not in str(e.detail) for e in events)
 

@@ -93,9 +93,10 @@ def test_admin_status_page_shows_health(isolated_settings):
     assert "`embedded`" in at.markdown[0].value
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Users"] == "1" and metrics["Memories"] == "0"
-    table = at.dataframe[0].value
-    assert list(table["Component"]) == ["database", "data directory", "vector store", "extraction queue", "models"]
-    assert all(status.startswith("✅") for status in table["Status"])
+    rows = [m.value for m in at.markdown]
+    names = [v.strip("*") for v in rows if v.startswith("**") and v.endswith("**")]
+    assert names == ["database", "data directory", "vector store", "extraction queue", "models"]
+    assert sum(":material/check_circle:" in v for v in rows) == 5  # a Material icon each, no emoji
 
 
 def test_a_user_cannot_reach_admin_pages(isolated_settings):
@@ -128,7 +129,7 @@ def test_chat_streams_a_reply_and_the_pipeline_learns(isolated_settings):
     assert [m.text for m in runtime.memory.get_all(user.id)] == ["Sister is called Rita"]
 
 
-def test_memories_page_lists_and_saves_edits(isolated_settings):
+def test_memories_page_edits_the_selected_memory_in_place(isolated_settings):
     from core.memory.types import Scope
     from pages.common import get_runtime
 
@@ -139,13 +140,14 @@ def test_memories_page_lists_and_saves_edits(isolated_settings):
     at.switch_page("pages/memories.py")
     at = _run(at)
     assert at.metric[0].value == "1"
-    at.session_state["memory_table"] = {"edited_rows": {0: {"text": "Likes oolong tea"}}, "added_rows": [],
-                                        "deleted_rows": []}
+    at.session_state["selected_memories"] = [rec.id]  # what selecting its row in the table keeps
     at = _run(at)
-    save = next(b for b in at.button if b.label.startswith("Save 1 change"))
-    save.click()
+    editor = next(t for t in at.text_area if t.label == "Memory")
+    editor.input("Likes oolong tea")
+    next(b for b in at.button if b.label == "Save changes").click()
     at = _run(at)
     assert runtime.memory.get(user.id, rec.id).text == "Likes oolong tea"
+    assert any("Likes green tea" in m.value and "→" in m.value for m in at.markdown)  # its history, in place
 
 
 def test_bad_setting_shows_actionable_message_not_traceback(monkeypatch):

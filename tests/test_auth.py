@@ -357,14 +357,19 @@ def test_handoff_is_single_use_and_lives_60_seconds(auth, alice, clock):
 
 # --- brute force -------------------------------------------------------------------------------
 def test_three_failures_captcha_five_locked_window_expiry_unlocks(auth, alice, clock):
+    warnings = []
     for _ in range(2):
         with pytest.raises(InvalidCredentials) as exc:
             auth.login("alice", "wrong password", ip="10.0.0.1")
         assert type(exc.value) is InvalidCredentials and exc.value.message == "Wrong username or password."
+        warnings.append(exc.value.detail["warning"])
         clock.advance(minutes=1)
+    assert warnings == ["2 attempts left before you are asked a security question.",
+                        "1 attempt left before you are asked a security question."]
     with pytest.raises(CaptchaRequired) as third:  # the third failure: same message, plus a question
         auth.login("alice", "wrong password", ip="10.0.0.1")
     assert third.value.message == "Wrong username or password." and auth.captcha_needed("alice")
+    assert third.value.detail["warning"] == "2 attempts left before sign-in is locked for 15 minutes."
     clock.advance(minutes=1)
 
     with pytest.raises(CaptchaRequired, match="answer the question"):  # even the right password needs it
@@ -378,6 +383,7 @@ def test_three_failures_captcha_five_locked_window_expiry_unlocks(auth, alice, c
     q = wrong.value
     with pytest.raises(CaptchaRequired, match="Wrong username or password") as fourth:
         auth.login("alice", "wrong again", captcha_id=q.captcha_id, captcha_answer=str(solve(q.question)))
+    assert fourth.value.detail["attempts_left"] == 1
     clock.advance(minutes=1)
     q = fourth.value
     with pytest.raises(TooManyAttempts, match="Try again in 11 minutes") as fifth:
@@ -392,6 +398,13 @@ def test_three_failures_captcha_five_locked_window_expiry_unlocks(auth, alice, c
     clock.advance(minutes=6)  # the window has passed: no lock, and no CAPTCHA either
     assert not auth.captcha_needed("alice")
     assert auth.login("alice", PASSWORD).user.id == alice.id
+
+
+def test_an_unknown_username_gets_the_same_warnings(auth, alice, clock):
+    for name in ("alice", "nobody-here"):
+        with pytest.raises(InvalidCredentials) as exc:
+            auth.login(name, "wrong password")
+        assert exc.value.detail["warning"] == "2 attempts left before you are asked a security question."
 
 
 def test_a_successful_login_resets_the_count(auth, alice, clock):

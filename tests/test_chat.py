@@ -411,3 +411,107 @@ def test_another_user_cannot_undo_my_changes(env, person):
     with pytest.raises(NotFound):
         chat.undo_change(other.id, turn.result.reply.id, "learned", 0)
     assert [e.undone for e in chat.turn_events(person.id, turn.result.reply.id)] == [False]
+
+
+# ------------------------------------------------------------------ titles, regenerate, edit, stop
+def titled(reply: str, title: str | None = None, *, title_delay: float = 0.0, seen: list | None = None) -> FunctionModel:
+    """Streams ``reply`` to chat turns; answers a title request with ``title`` after ``title_delay`` s."""
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if seen is not None:
+            seen.append(last_user_text(messages))
+        time.sleep(title_delay)
+        return ModelResponse(parts=[TextPart(title or "")])
+
+    return FunctionModel(answer, stream_function=streaming(reply).stream_function, model_name="scripted")
+
+
+def test_the_first_exchange_titles_the_conversation_with_the_models_answer(env, person):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id)
+    asked: list[str] = []
+    chat.send(person.id, conv.id, "hi! can you help me plan 3 days in Lisbon?",
+              model=titled("Gladly: day one…", "Three days in Lisbon", seen=asked)).text()
+    assert chat.conversations.get(person.id, conv.id).title == "Three days in Lisbon"
+    assert "3 days in Lisbon" in asked[0] and "Gladly" in asked[0]  # the model saw the exchange
+    assert [r.purpose for r in chat.usage.for_conversation(conv.id)] == ["chat", "title"]
+    # later turns keep the title
+    chat.send(person.id, conv.id, "And what about Porto?", model=titled("Porto is lovely.", "Porto")).text()
+    assert chat.conversations.get(person.id, conv.id).title == "Three days in Lisbon"
+
+
+def test_a_slow_or_unhelpful_model_leaves_the_title_derived_from_the_message(env, person, monkeypatch):
+    import core.chat
+
+    monkeypatch.setattr(core.chat, "TITLE_TIMEOUT", 0.3)
+    chat = make_chat(env)
+    slow = chat.conversations.create(person.id)
+    chat.send(person.id, slow.id, "Hello! What should I cook tonight with rice and eggs?",
+              model=titled("Fried rice!", "Dinner ideas", title_delay=2.0)).text()
+    assert chat.conversations.get(person.id, slow.id).title == "What should I cook tonight with rice and eggs"
+    chatty = chat.conversations.create(person.id)
+    chat.send(person.id, chatty.id, "Remember that my sister is called Rita",
+              model=titled("Noted.", "Sure! Here is a title for you:\nSister Rita")).text()
+    assert chat.conversations.get(person.id, chatty.id).title == "My sister is called Rita"
+
+
+def test_a_title_the_person_typed_is_never_replaced(env, person):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id)
+    chat.conversations.rename(person.id, conv.id, "Holiday")
+    chat.send(person.id, conv.id, "Plan a trip to Rome", model=titled("Sure.", "Rome trip")).text()
+    assert chat.conversations.get(person.id, conv.id).title == "Holiday"
+
+
+def test_regenerate_replaces_the_last_reply(env, person):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id, "Jokes")
+    chat.send(person.id, conv.id, "Tell me a joke", model=streaming("Why did the chicken…")).text()
+    chat.regenerate(person.id, conv.id, model=streaming("Knock knock.")).text()
+    stored = chat.conversations.messages(conv.id, user_id=person.id)
+    assert [(m.role, m.content) for m in stored] == [("user", "Tell me a joke"), ("assistant", "Knock knock.")]
+    assert chat.conversations.get(person.id, conv.id).message_count == 2
+    other = env[1].create(f"o{uuid.uuid4().hex[:8]}")
+    from core.errors import NotFound
+
+    with pytest.raises(NotFound):
+        chat.regenerate(other.id, conv.id, model=streaming("Mine now."))
+    assert len(chat.conversations.messages(conv.id, user_id=person.id)) == 2
+
+
+def test_editing_a_message_replaces_it_and_everything_after_it(env, person):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id, "Trip")
+    chat.send(person.id, conv.id, "I want to visit Lisbon", model=streaming("Lisbon is great.")).text()
+    chat.send(person.id, conv.id, "In May", model=streaming("May is warm.")).text()
+    first = chat.conversations.messages(conv.id, user_id=person.id)[0]
+    with pytest.raises(ValidationError):
+        chat.edit(person.id, first.id, "   ", model=streaming("never"))
+    assert len(chat.conversations.messages(conv.id, user_id=person.id)) == 4  # a bad edit removes nothing
+    reply = chat.conversations.messages(conv.id, user_id=person.id)[1]
+    with pytest.raises(ValidationError, match="your own messages"):
+        chat.edit(person.id, reply.id, "hijack", model=streaming("never"))
+    chat.edit(person.id, first.id, "I want to visit Porto", model=streaming("Porto is great.")).text()
+    stored = chat.conversations.messages(conv.id, user_id=person.id)
+    assert [(m.role, m.content) for m in stored] == [("user", "I want to visit Porto"),
+                                                     ("assistant", "Porto is great.")]
+
+
+def test_stopping_a_reply_keeps_what_was_said_marked_as_stopped(env, person):
+    chat = make_chat(env)
+    conv = chat.conversations.create(person.id, "Story")
+    turn = chat.send(person.id, conv.id, "Tell me a long story",
+                     model=streaming("Once upon a time there was a lighthouse keeper who"))
+    stream = iter(turn)
+    said = next(stream) + next(stream) + next(stream)
+    assert not chat.wait_for_replies(conv.id, timeout=0.05)  # a page drawn now would miss the reply
+    turn.close()  # what the Stop button does
+    assert chat.wait_for_replies(conv.id, timeout=0.05)
+    stored = chat.conversations.messages(conv.id, user_id=person.id)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[1].content == said and stored[1].details["stopped"] is True
+    assert [(r.purpose, r.status) for r in chat.usage.for_conversation(conv.id)] == [("chat", "cancelled")]
+    # stopped before a word: nothing is stored as a reply, the message can be answered again
+    empty = chat.conversations.create(person.id, "Nothing")
+    chat.send(person.id, empty.id, "Hello?", model=streaming("Hi")).close()
+    assert [m.role for m in chat.conversations.messages(empty.id, user_id=person.id)] == ["user"]

@@ -266,3 +266,71 @@ def test_any_accepted_text_round_trips_exactly(engine, alice, text):
         return
     store.append(conv.id, "user", text)
     assert store.context(conv.id, turns=1)[0].content == expected == text
+
+
+def test_search_finds_words_in_messages_with_a_snippet_and_keeps_recency_order(engine, alice, bob):
+    clock = Clock()
+    store = ConversationStore(engine, clock=clock)
+    soup = store.create(alice.id, "Dinner")
+    store.append(soup.id, "user", "How long should a tomato SOUP simmer?")
+    clock.advance(minutes=5)
+    trip = store.create(alice.id, "Trip to Lisbon")
+    store.append(trip.id, "user", "Is the soup in Lisbon good?")
+    store.append(trip.id, "user", "word " * 40 + "soup again at the end")
+    clock.advance(minutes=5)
+    store.create(alice.id, "Soup kitchen volunteering")
+    theirs = store.create(bob.id, "Bob's soup")
+    store.append(theirs.id, "user", "soup soup")
+    found = store.search(alice.id, "Soup")
+    assert [m.conversation.title for m in found] == ["Soup kitchen volunteering", "Trip to Lisbon", "Dinner"]
+    assert found[0].snippet is None  # the title matched, no message did
+    assert found[1].snippet.startswith("…") and found[1].snippet.endswith("soup again at the end")  # the newest match
+    assert found[2].snippet == "How long should a tomato SOUP simmer?"
+    assert [c.title for c in store.list(alice.id, search="simmer")] == ["Dinner"]
+    assert store.search(alice.id, "100%") == []  # wildcards are literal
+    assert [m.conversation.id for m in store.search(alice.id, "   ")] == [c.id for c in store.list(alice.id)]
+
+
+def test_an_automatic_title_never_replaces_one_the_person_gave(engine, alice, bob):
+    store = ConversationStore(engine)
+    untitled = store.create(alice.id)
+    assert store.title_untitled(alice.id, untitled.id, "Cooking with rice")
+    assert store.get(alice.id, untitled.id).title == "Cooking with rice"
+    assert not store.title_untitled(alice.id, untitled.id, "Something else")
+    named = store.create(alice.id, "My plans")
+    assert not store.title_untitled(alice.id, named.id, "Generated")
+    assert store.get(alice.id, named.id).title == "My plans"
+    with pytest.raises(NotFound):
+        store.title_untitled(bob.id, untitled.id, "Bob was here")
+    with pytest.raises(ValidationError):
+        store.title_untitled(alice.id, store.create(alice.id).id, " ")
+
+
+def test_truncate_removes_a_message_and_all_later_ones(engine, alice, bob):
+    store = ConversationStore(engine)
+    conv = store.create(alice.id)
+    ids = [store.append(conv.id, role, text).id
+           for role, text in [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")]]
+    other = store.create(alice.id)
+    elsewhere = store.append(other.id, "user", "kept").id
+    with pytest.raises(NotFound):
+        store.truncate(alice.id, conv.id, elsewhere)  # a message of another conversation
+    with pytest.raises(NotFound):
+        store.truncate(bob.id, conv.id, ids[2])
+    assert store.truncate(alice.id, conv.id, ids[2]) == 2
+    assert [m.content for m in store.messages(conv.id)] == ["a", "b"]
+    assert store.get(alice.id, conv.id).message_count == 2
+    assert [m.content for m in store.messages(other.id)] == ["kept"]
+
+
+def test_export_markdown_has_the_title_and_every_turn(engine, alice, bob):
+    store = ConversationStore(engine, clock=Clock())
+    conv = store.create(alice.id, "Trip to Lisbon")
+    store.append(conv.id, "user", "Where should I eat?")
+    store.append(conv.id, "assistant", "Try **Time Out Market**.\n\n- pastel de nata", model="openai:gpt-6-luna")
+    text = store.export_markdown(alice.id, conv.id)
+    assert text.startswith("# Trip to Lisbon\n")
+    assert "## You · 2026-01-01 12:00\n\nWhere should I eat?" in text
+    assert "## Optimus (openai:gpt-6-luna) · 2026-01-01 12:00\n\nTry **Time Out Market**.\n\n- pastel de nata" in text
+    with pytest.raises(NotFound):
+        store.export_markdown(bob.id, conv.id)

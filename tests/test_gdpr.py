@@ -39,6 +39,8 @@ def seed(rt, name):
     rec = rt.memory.add(Scope.personal(person.id), "Travels to Kyoto in May", type="fact", tags=["travel"])
     rt.memory.update(person.id, rec.id, text="Travels to Kyoto in late May")
     rt.memory.add(Scope(person.id, "api-end-user"), "End user likes jazz", type="preference")
+    gone = rt.memory.add(Scope.personal(person.id), "Used to live in Osaka", type="fact")
+    rt.memory.delete(person.id, gone.id)
     rt.usage.record(user_id=person.id, purpose="chat", provider="openai", model="gpt-4o", latency_ms=12,
                     input_tokens=10, output_tokens=5, cost_usd=Decimal("0.0001"), conversation_id=conv.id)
     return person, rec
@@ -49,14 +51,17 @@ def test_export_contains_everything_with_a_readme(runtime):
     other, _ = seed(runtime, "bob")
     blob = runtime.gdpr.export_zip(person.id, ip="127.0.0.1")
     files = zipfile.ZipFile(io.BytesIO(blob))
-    assert sorted(files.namelist()) == ["README.txt", "audit.json", "conversations.json", "memories.json",
-                                        "profile.json", "usage.json"]
+    assert sorted(files.namelist()) == ["README.txt", "audit.json", "conversations.json", "deleted_memories.json",
+                                        "memories.json", "profile.json", "usage.json"]
     data = {n[:-5]: json.loads(files.read(n)) for n in files.namelist() if n.endswith(".json")}
     assert data["profile"]["username"] == "ada"
     assert [m["content"] for m in data["conversations"][0]["messages"]] == ["I am going to Kyoto in May.", "Lovely!"]
     memories = {m["memory"]: m for m in data["memories"]}
     assert set(memories) == {"Travels to Kyoto in late May", "End user likes jazz"}  # all scopes, not bob's
     assert [h["event"] for h in memories["Travels to Kyoto in late May"]["history"]] == ["ADD", "UPDATE"]
+    (deleted,) = data["deleted_memories"]  # deleted memories' history is theirs too
+    assert deleted["memory"] == "Used to live in Osaka" and deleted["deleted_by"] == "ui"
+    assert [h["event"] for h in deleted["history"]] == ["ADD", "DELETE"]
     assert data["usage"][0]["cost_usd"] == "0.00010000" or Decimal(data["usage"][0]["cost_usd"]) == Decimal("0.0001")
     assert any(e["event"] == "account.create" for e in data["audit"])
     assert "memories.json" in files.read("README.txt").decode()

@@ -376,3 +376,91 @@ def test_pages_stats_and_entities_come_from_the_engine_and_agree(svc, owner):
     assert stats.oldest == everything[-1].created_at and stats.newest == everything[0].created_at
     entities = {(e.kind, e.name): e.total for e in svc.entities(owner.id)}
     assert entities[("user", "pager")] == 26 and entities[("agent", "helper")] == 1
+
+
+def test_search_can_say_nothing_matches_and_marks_weak_matches(svc, owner):
+    scope = Scope.personal(owner.id)
+    for text in ["My sister is called Rita Moreno", "Likes green tea", "Plays the cello on Sundays",
+                 "Drives a blue Volvo", "Allergic to peanuts"]:
+        svc.add(scope, text)
+    assert not svc.search_relevant(owner.id, "zzqx nothing")
+    assert not svc.search_relevant(owner.id, "asdf qwer")
+    found = svc.search_relevant(owner.id, "Rita")
+    assert [m.text for m in found.matches] == ["My sister is called Rita Moreno"]
+    assert found.weak == []
+    music = svc.search_relevant(owner.id, "music")  # related, not a clear match
+    assert [m.text for m in music.weak] == ["Plays the cello on Sundays"] and music.matches == []
+    other = svc.search_relevant(owner.id, "Rita", MemoryFilters(user_id="someone-else"))
+    assert not other
+
+
+def test_recently_deleted_memories_come_back_exactly_under_their_own_id(svc, owner):
+    scope = Scope(owner.id, "end-user-3")
+    tea = svc.add(scope, "Likes green tea", type="preference", importance=4, tags=["drinks"], people=["Ana"])
+    cello = svc.add(scope, "Plays the cello", type="fact")
+    kept = svc.add(scope, "Drives a blue Volvo")
+    svc.delete(owner.id, tea.id)
+    svc.delete(owner.id, cello.id)
+    deleted = svc.recently_deleted(owner.id)
+    assert [(d.memory_id, d.text, d.user_id, d.exact) for d in deleted] == [
+        (cello.id, "Plays the cello", "end-user-3", True), (tea.id, "Likes green tea", "end-user-3", True)]
+    back = svc.restore_deleted(owner.id, tea.id)
+    assert (back.id, back.text, back.type, back.importance, back.tags, back.people, back.user_id) == (
+        tea.id, "Likes green tea", "preference", 4, ("drinks",), ("Ana",), "end-user-3")
+    assert svc.get(owner.id, tea.id).created_at == tea.created_at
+    assert [d.memory_id for d in svc.recently_deleted(owner.id)] == [cello.id]
+    with pytest.raises(ValidationError, match="not deleted"):
+        svc.restore_deleted(owner.id, kept.id)
+    with pytest.raises(ValidationError, match="not deleted"):
+        svc.restore_deleted(owner.id, tea.id)
+
+
+def test_another_owner_cannot_see_or_restore_my_deleted_memories(env, svc, owner):
+    import uuid
+
+    rec = svc.add(Scope.personal(owner.id), "Secret hobby: falconry")
+    svc.delete(owner.id, rec.id)
+    other = env[1].create(f"u{uuid.uuid4().hex[:10]}")
+    assert svc.recently_deleted(other.id) == []
+    with pytest.raises(NotFound):
+        svc.restore_deleted(other.id, rec.id)
+    assert [d.memory_id for d in svc.recently_deleted(owner.id)] == [rec.id]
+
+
+def test_a_deletion_recorded_without_a_snapshot_restores_from_history_text(env, svc, owner):
+    from sqlalchemy import update
+
+    from core.schema import memory_history
+
+    rec = svc.add(Scope(owner.id, "end-user-9"), "Birthday is on 3 March", type="fact", tags=["dates"])
+    svc.update(owner.id, rec.id, text="Birthday is on 4 March")
+    svc.delete(owner.id, rec.id)
+    with svc.history_store._engine.begin() as conn:  # as a deletion from before migration 0007 looks
+        conn.execute(update(memory_history).where(memory_history.c.memory_id == rec.id).values(snapshot=None))
+    (deleted,) = [d for d in svc.recently_deleted(owner.id) if d.memory_id == rec.id]
+    assert deleted.text == "Birthday is on 4 March" and not deleted.exact
+    back = svc.restore_deleted(owner.id, rec.id)
+    assert (back.id, back.text, back.user_id, back.created_at) == (rec.id, "Birthday is on 4 March", "end-user-9",
+                                                                   rec.created_at)
+
+
+def test_history_lists_what_is_still_deleted_on_both_databases(engine):
+    """The query behind "Recently deleted", on SQLite and PostgreSQL, through mem0's history interface."""
+    from core.memory.history import SqlHistory, attribution, deleting
+
+    history = SqlHistory(engine)
+    mine, theirs = Scope.personal("owner-a"), Scope.personal("owner-b")
+    with attribution(mine, "ui"):
+        history.add_history("m1", None, "Likes tea", "ADD")
+        history.add_history("m2", None, "Plays chess", "ADD")
+        with deleting({"id": "m1", "memory": "Likes tea", "type": "preference"}):
+            history.add_history("m1", "Likes tea", None, "DELETE", is_deleted=1)
+        history.add_history("m2", "Plays chess", None, "DELETE", is_deleted=1)
+        history.add_history("m2", None, "Plays chess", "ADD")  # restored: no longer deleted
+    with attribution(theirs, "ui"):
+        history.add_history("m3", "Secret", None, "DELETE", is_deleted=1)
+    (entry,) = history.deleted_for_owner("owner-a")
+    assert (entry.memory_id, entry.old_memory, entry.snapshot) == (
+        "m1", "Likes tea", {"id": "m1", "memory": "Likes tea", "type": "preference"})
+    assert [e.memory_id for e in history.deleted_for_owner("owner-b")] == ["m3"]
+    assert history.for_memory("m2")[1].snapshot is None  # only DELETE rows inside deleting() keep one

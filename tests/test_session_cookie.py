@@ -232,3 +232,12 @@ def test_logout_by_post_and_without_a_cookie(client, auth):
     with pytest.raises(InvalidCredentials, match="signed out"):
         auth.verify(access)
     assert client.get("/api/session/end").status_code == 303
+
+
+def test_signing_out_after_an_erasure_says_so_and_nothing_else_is_passed_on(client, auth):
+    access = set_cookie(start(client, handoff(auth)[0]))[SESSION_COOKIE].value
+    out = client.get("/api/session/end?farewell=erased", headers=sending(access), follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/?farewell=erased"
+    for other in ("https://evil.example/", "erased&next=//evil.example", ""):
+        out = client.get("/api/session/end", params={"farewell": other}, follow_redirects=False)
+        assert out.headers["location"] == "/"  # only known farewells, never a redirect elsewhere

@@ -74,3 +74,14 @@ def test_bad_status_is_refused_by_the_database(engine):
     store = UsageStore(engine)
     with pytest.raises(Exception):
         store.record(user_id=None, purpose="chat", provider="x", model="y", latency_ms=1, status="weird")  # type: ignore[arg-type]
+
+
+def test_cost_reads_free_for_local_models_and_unknown_rather_than_zero():
+    from core.usage import cost_label, provider_of
+
+    assert cost_label(provider_of("local"), None) == "free (local)"
+    assert cost_label(provider_of("local:qwen2.5-1.5b"), None) == "free (local)"
+    assert cost_label(provider_of("ollama:llama3.2"), None) == "free (local)"
+    assert cost_label(provider_of("compatible:qwen2.5-7b"), None) == "cost unknown"
+    assert cost_label("openai", Decimal("0.00012")) == "$0.00012"
+    assert cost_label("openai", "1.5") == "$1.5000"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
 from core.memory.types import Scope
 
@@ -27,6 +28,8 @@ from core.schema import memory_history
 
 _scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("optimus_memory_scope", default=None)
 _source: contextvars.ContextVar[str | None] = contextvars.ContextVar("optimus_memory_source", default=None)
+_snapshot: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("optimus_memory_snapshot",
+                                                                                 default=None)
 
 
 @contextlib.contextmanager
@@ -39,6 +42,16 @@ def attribution(scope: Scope, source: str) -> Iterator[None]:
     finally:
         _scope.reset(scope_token)
         _source.reset(source_token)
+
+
+@contextlib.contextmanager
+def deleting(snapshot: dict[str, Any]) -> Iterator[None]:
+    """A DELETE written inside this block keeps ``snapshot`` (the memory as it was) with its row."""
+    token = _snapshot.set(snapshot)
+    try:
+        yield
+    finally:
+        _snapshot.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,7 @@ class HistoryEntry:
     role: str | None
     source: str | None
     recorded_at: datetime
+    snapshot: dict[str, Any] | None = None  # DELETE rows: the memory as it was, when known
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +108,7 @@ def _entry(row) -> HistoryEntry:
         role=row.role,
         source=row.source,
         recorded_at=row.recorded_at,
+        snapshot=json.loads(row.snapshot) if row.snapshot else None,
     )
 
 
@@ -131,6 +146,7 @@ class SqlHistory:
     # ----------------------------------------------------------- mem0's interface
     def _row(self, memory_id, old_memory, new_memory, event, created_at, updated_at, is_deleted, actor_id, role):
         scope = _scope.get()
+        snapshot = _snapshot.get() if event == "DELETE" else None
         return {
             "id": str(uuid.uuid4()),
             "memory_id": str(memory_id),
@@ -148,6 +164,7 @@ class SqlHistory:
             "role": role,
             "source": _source.get(),
             "recorded_at": datetime.now(UTC),
+            "snapshot": json.dumps(snapshot, ensure_ascii=False, default=str) if snapshot else None,
         }
 
     def add_history(
@@ -220,6 +237,22 @@ class SqlHistory:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(memory_history).where(memory_history.c.owner_id == owner_id).order_by(memory_history.c.seq)
+            ).all()
+        return [_entry(r) for r in rows]
+
+    def deleted_for_owner(self, owner_id: str, *, limit: int = 50) -> list[HistoryEntry]:
+        """The DELETE rows of the owner's memories whose latest event is that DELETE (still deleted),
+        newest first."""
+        latest = (
+            select(memory_history.c.memory_id, func.max(memory_history.c.seq).label("seq"))
+            .where(memory_history.c.owner_id == owner_id)
+            .group_by(memory_history.c.memory_id).subquery()
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(memory_history).join(latest, latest.c.seq == memory_history.c.seq)
+                .where(memory_history.c.event == "DELETE")
+                .order_by(memory_history.c.seq.desc()).limit(max(1, min(int(limit), 1000)))
             ).all()
         return [_entry(r) for r in rows]
 

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from core.errors import NotFound, StoreUnavailable, ValidationError
-from core.memory.history import HistoryEntry, SqlHistory, attribution
+from core.memory.history import HistoryEntry, SqlHistory, attribution, deleting
 from core.memory.limits import check_id, check_metadata, check_plain, check_text, clean_labels
 from core.memory.paging import EngineReads, engine_reads, page_newest
 from core.memory.types import MEMORY_TYPES, CandidateMemory, MemoryEvent, MemoryRecord, NewMemory, Scope
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 MAX_MEMORY_CHARS = 2000
 STORE_FAILED = "The memory store is not available right now; nothing was changed. Try again in a moment."
 LIST_CAP = 100_000
+# Cosine similarity of the bundled MiniLM between a query and a memory. Unrelated pairs measure
+# 0.05-0.19 ("zzqx nothing" against anything), loosely related ones 0.23-0.35 ("music" ~ "Plays the
+# cello"), clear matches above that ("Rita" ~ "My sister is called Rita Moreno": 0.68).
+RELEVANCE_FLOOR = 0.21
+STRONG_MATCH = 0.35
 RRF_K = 60
 _ID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 _OURS = {"owner_id", "type", "importance", "confidence", "entities", "people", "tags", "expires_at", "source"}
@@ -71,6 +76,30 @@ class EntityStats:
 
 
 @dataclass(frozen=True, slots=True)
+class RankedResults:
+    """A search split by relevance: clear matches first, then weak ones worth a look; anything
+    below the relevance floor is left out, so a query can find nothing."""
+
+    matches: list[MemoryRecord]
+    weak: list[MemoryRecord]
+
+    def __bool__(self) -> bool:
+        return bool(self.matches or self.weak)
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedMemory:
+    """A memory whose latest history event is its deletion; it can be restored under its own id."""
+
+    memory_id: str
+    text: str
+    deleted_at: datetime
+    source: str | None
+    user_id: str | None
+    exact: bool  # the deletion kept the memory's fields, so a restore brings back type, tags and people too
+
+
+@dataclass(frozen=True, slots=True)
 class MemoryStats:
     total: int
     by_type: dict[str, int]
@@ -79,6 +108,8 @@ class MemoryStats:
     oldest: str | None
     newest: str | None
     user_ids: list[str]
+    tags: list[tuple[str, int]] = field(default_factory=list)  # every tag in use, most used first
+    people: list[tuple[str, int]] = field(default_factory=list)  # every person named, most named first
 
 
 def _iso(dt: datetime) -> str:
@@ -530,7 +561,7 @@ class MemoryService:
     def delete(self, scope_or_owner: Scope | str, memory_id: str, *, source: str = "ui") -> None:
         owner_id = scope_or_owner.owner_id if isinstance(scope_or_owner, Scope) else scope_or_owner
         current = self._owned(owner_id, memory_id)
-        with self._write_lock, attribution(current.scope, source):
+        with self._write_lock, attribution(current.scope, source), deleting(current.as_dict()):
             before = self._call(self.store.get, vector_id=current.id)
             try:
                 self._call(self._m.delete, current.id)
@@ -610,10 +641,45 @@ class MemoryService:
             raise ValidationError("That history entry has no text to go back to.")
         try:
             self._owned(owner_id, memory_id)
-        except NotFound:  # deleted: re-create it in the scope it had (mem0 gives it a new id)
+        except NotFound:  # deleted: re-create it in the scope it had (mem0 gives it a new id; the
+            # REST API promises that). "Recently deleted" restores under the own id: restore_deleted.
             scope = next((e.scope for e in reversed(entries) if e.scope), None) or Scope.personal(owner_id)
             return self.add(scope, text, source=source, metadata={"restored_from": memory_id})
         return self.update(owner_id, memory_id, text=text, source=source)
+
+    @staticmethod
+    def _snapshot_from_history(entries: list[HistoryEntry]) -> dict[str, Any]:
+        """What a deleted memory was: the snapshot its DELETE kept, or (for deletions recorded before
+        snapshots existed) its last text, scope and creation time as history knows them."""
+        last = entries[-1]
+        if last.event == "DELETE" and last.snapshot:
+            return dict(last.snapshot)
+        scope = next((e.scope for e in reversed(entries) if e.scope), None)
+        text = next((e.old_memory if e.event == "DELETE" else e.new_memory for e in reversed(entries)
+                     if (e.old_memory if e.event == "DELETE" else e.new_memory)), None)
+        return {"id": last.memory_id, "memory": text or "", "user_id": scope.user_id if scope else None,
+                "agent_id": scope.agent_id if scope else None, "run_id": scope.run_id if scope else None,
+                "created_at": next((e.created_at for e in entries if e.event == "ADD"), None)}
+
+    def recently_deleted(self, owner_id: str, *, limit: int = 50) -> list[DeletedMemory]:
+        """The owner's deleted memories (from history), most recently deleted first."""
+        if not owner_id:
+            raise ValidationError("An owner is required.", field="owner_id")
+        out = []
+        for entry in self.history_store.deleted_for_owner(owner_id, limit=limit):
+            text = (entry.snapshot or {}).get("memory") or entry.old_memory
+            if text:
+                out.append(DeletedMemory(entry.memory_id, text, entry.recorded_at, entry.source,
+                                         entry.scope.user_id if entry.scope else None, bool(entry.snapshot)))
+        return out
+
+    def restore_deleted(self, owner_id: str, memory_id: str, *, source: str = "ui") -> MemoryRecord:
+        """Bring a deleted memory back under its own id, as it was when it was deleted (text only
+        for deletions recorded before history kept whole memories). NotFound for another owner's."""
+        entries = self.history(owner_id, memory_id)
+        if entries[-1].event != "DELETE":
+            raise ValidationError("This memory is not deleted.")
+        return self.restore(owner_id, self._snapshot_from_history(entries), source=source)
 
     def undo(self, owner_id: str, event: MemoryEvent, *, source: str = "ui") -> MemoryRecord | None:
         """Take back one applied event exactly: an ADD is deleted, an UPDATE gets its previous text
@@ -653,12 +719,8 @@ class MemoryService:
             pass
         else:
             raise ValidationError("This memory is already back.")
-        if before is None:
-            entries = self.history(owner_id, event.memory_id)
-            target = next((e for e in reversed(entries) if e.event == "DELETE"), None)
-            if target is None:
-                raise ValidationError("This change can no longer be undone.")
-            return self.revert(owner_id, event.memory_id, target.id, source=source)
+        if before is None:  # an event recorded before events kept snapshots: what history kept
+            return self.restore_deleted(owner_id, event.memory_id, source=source)
         return self.restore(owner_id, before, source=source)
 
     def restore(self, owner_id: str, snapshot: dict[str, Any], *, source: str = "ui") -> MemoryRecord:
@@ -763,6 +825,21 @@ class MemoryService:
                 break
         return results
 
+    def search_relevant(
+        self,
+        owner_id: str,
+        query: str,
+        filters: MemoryFilters | None = None,
+        *,
+        top_k: int = 100,
+        floor: float = RELEVANCE_FLOOR,
+        strong: float = STRONG_MATCH,
+    ) -> RankedResults:
+        """Hybrid search for people browsing their memories: results below ``floor`` (cosine) are
+        dropped, so nonsense finds nothing; those below ``strong`` come back as weak matches."""
+        hits = self.search(owner_id, query, filters, top_k=top_k, threshold=floor)
+        return RankedResults([h for h in hits if (h.score or 0) >= strong], [h for h in hits if (h.score or 0) < strong])
+
     def temporal_search(
         self,
         owner_id: str,
@@ -800,14 +877,17 @@ class MemoryService:
             rows = self._call(reads.newest, flt, live_on=live_on, limit=1, oldest_first=oldest_first)
             return (rows[0].payload or {}).get("created_at") if rows else None
 
+        all_tags, all_people = _most_common(facet("tags", 1000)), _most_common(facet("people", 1000))
         return MemoryStats(
             total=int(self._call(reads.count, flt, live_on=live_on)),
             by_type=dict(facet("type", len(MEMORY_TYPES))),
-            top_tags=_most_common(facet("tags", 10)),
-            top_people=_most_common(facet("people", 10)),
+            top_tags=all_tags[:10],
+            top_people=all_people[:10],
             oldest=created(True),
             newest=created(False),
             user_ids=sorted(v for v, _ in facet("user_id", LIST_CAP)),
+            tags=all_tags,
+            people=all_people,
         )
 
     def entities(self, owner_id: str) -> list[EntityStats]:
@@ -833,7 +913,8 @@ class MemoryService:
         for r in rows:
             payload = r.payload or {}
             if _expired(payload, today):
-                with attribution(_record(r.id, payload).scope, "cleanup"):
+                record = _record(r.id, payload)
+                with attribution(record.scope, "cleanup"), deleting(record.as_dict()):
                     self._call(self._m.delete, str(r.id))
                 removed += 1
         return removed

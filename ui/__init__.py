@@ -1,0 +1,5 @@
+"""Streamlit helpers shared by the pages: how messages, times and layouts are shown.
+
+``core`` never imports this package; pages do. Everything that turns stored text into something on
+screen goes through here, so the rules for rendering it live in one place.
+"""
