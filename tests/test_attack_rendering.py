@@ -32,7 +32,9 @@ from tests.test_browser import (  # noqa: F401 - fixtures: a real `streamlit run
     open_tab,
     page,
     register,
+    select_row,
     server,
+    stub,
     shot,
     wait_idle,
 )
@@ -106,7 +108,8 @@ def test_injected_images_and_html_never_load_on_any_page(page: Page, tracker: Tr
     page.reload()
     wait_idle(page, SLOW)
     open_page(page, "/memories")
-    page.get_by_role("heading", name="History").scroll_into_view_if_needed()
+    select_row(page, 0)  # the memory's editor and its history, with the text in them
+    expect(page.get_by_text("History", exact=True)).to_be_visible()
     shot(page, "32-rendering-memories")
 
     open_page(page, "/settings")
