@@ -464,3 +464,30 @@ def test_history_lists_what_is_still_deleted_on_both_databases(engine):
         "m1", "Likes tea", {"id": "m1", "memory": "Likes tea", "type": "preference"})
     assert [e.memory_id for e in history.deleted_for_owner("owner-b")] == ["m3"]
     assert history.for_memory("m2")[1].snapshot is None  # only DELETE rows inside deleting() keep one
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_expired_memories_are_left_out_by_the_engine_and_take_no_result_slot(backend, tmp_path):
+    """Expiry is part of the engine's filter (issue 15.4): with 30 expired near-copies of the best
+    match, top-3 still returns 3 live memories, and cleanup finds the expired ones in the engine."""
+    from datetime import date
+
+    from core.memory.types import Scope
+    from tests.memory_fixtures import open_service
+
+    memory, users, close = open_service(backend, tmp_path / backend)
+    try:
+        owner = users.create(f"exp-{backend}")
+        scope = Scope.personal(owner.id)
+        memory.add_many(scope, [{"text": f"Trip to Kyoto in spring number {i}", "expires_at": date(2026, 1, 1)}
+                                for i in range(30)])
+        live = memory.add_many(scope, ["Loves Kyoto in autumn", "Visited Kyoto temples", "Dreams of Kyoto trains",
+                                       "Likes green tea"])
+        hits = memory.search(owner.id, "Trip to Kyoto in spring", top_k=3)
+        assert len(hits) == 3 and {h.id for h in hits} <= {r.id for r in live}
+        similar = memory.similar_batch(scope, ["Trip to Kyoto in spring"], k=3)[0]
+        assert len(similar) == 3 and all("spring" not in r.text for r in similar)
+        assert memory.cleanup_expired(owner.id) == 30
+        assert memory.count(owner.id) == 4
+    finally:
+        close()

@@ -8,7 +8,9 @@ directly (``core.memory.vector_edge``), mem0's Qdrant store gets it from
 :class:`core.memory.vector_server.ServerReads`.
 
 Filters are in mem0's dialect, as everywhere in the memory engine; ``live_on`` narrows to memories
-not expired on that day (no expiry, or an expiry on or after it).
+not expired on that day (no expiry, or an expiry on or after it). Both stores also understand the
+filter key :data:`LIVE_ON` with the same meaning, so searches leave expired memories out in the
+engine too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any, Protocol
 from core.errors import ConfigError
 
 CREATED_AT = "created_at"
+EXPIRES = "expiration_date"  # where mem0 keeps a memory's expiry (YYYY-MM-DD)
+LIVE_ON = "$live_on"
+"""Filter key meaning "not expired on this day (an ISO date)": no expiry, or one on or after it."""
 
 
 class EngineReads(Protocol):

@@ -29,7 +29,7 @@ from typing import Any
 from core.errors import NotFound, StoreUnavailable, ValidationError
 from core.memory.history import HistoryEntry, SqlHistory, attribution, deleting
 from core.memory.limits import check_id, check_metadata, check_plain, check_text, clean_labels
-from core.memory.paging import EngineReads, engine_reads, page_newest
+from core.memory.paging import EXPIRES, LIVE_ON, EngineReads, engine_reads, page_newest
 from core.memory.types import MEMORY_TYPES, CandidateMemory, MemoryEvent, MemoryRecord, NewMemory, Scope
 
 log = logging.getLogger(__name__)
@@ -151,16 +151,6 @@ def _record(mem_id: Any, payload: dict[str, Any], score: float | None = None) ->
         score=score,
         metadata=extra,
     )
-
-
-def _expired(payload: dict[str, Any], today: date) -> bool:
-    expires = payload.get("expiration_date")
-    if not expires:
-        return False
-    try:
-        return date.fromisoformat(str(expires)) < today
-    except ValueError:
-        return False
 
 
 def _most_common(pairs: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -751,13 +741,12 @@ class MemoryService:
         """For each text, the ``k`` most similar live memories in exactly ``scope`` (cosine scores)."""
         flt = self._scope_filter(scope.owner_id, MemoryFilters(user_id=scope.user_id, agent_id=scope.agent_id,
                                                               run_id=scope.run_id))
-        today = self._clock().date()
+        flt[LIVE_ON] = self._clock().date().isoformat()  # the engine leaves expired memories out
         out = []
         for text in texts:
             vec = self._embed(text)
             hits = self._call(self.store.search, query=text, vectors=vec, top_k=k, filters=flt)
-            out.append([_record(h.id, h.payload or {}, h.score) for h in hits
-                        if not _expired(h.payload or {}, today)])
+            out.append([_record(h.id, h.payload or {}, h.score) for h in hits])
         return out
 
     def search(
@@ -782,8 +771,8 @@ class MemoryService:
         if mode not in ("hybrid", "dense", "keyword"):
             raise ValidationError("mode must be hybrid, dense or keyword.", field="mode")
         flt = self._scope_filter(owner_id, filters)
+        flt[LIVE_ON] = self._clock().date().isoformat()  # in the engine: expired memories take no slot
         pool = max(top_k * 4, 40)
-        today = self._clock().date()
         vec = self._embed(query)
         dense = [] if mode == "keyword" else self._call(self.store.search, query=query, vectors=vec, top_k=pool, filters=flt)
         keyword = [] if mode == "dense" else (self._call(self.store.keyword_search, query=query, top_k=pool, filters=flt) or [])
@@ -815,8 +804,6 @@ class MemoryService:
         results: list[MemoryRecord] = []
         for key, _ in ranked:
             payload = payloads[key]
-            if _expired(payload, today):
-                continue
             score = cosine.get(key)
             if threshold is not None and (score is None or score < threshold):
                 continue
@@ -907,16 +894,18 @@ class MemoryService:
     # ------------------------------------------------------------------ maintenance
     def cleanup_expired(self, owner_id: str | None = None) -> int:
         """Delete memories whose expiry date has passed (they are already hidden). Returns the count."""
-        today = self._clock().date()
-        rows = _rows(self._call(self.store.list, filters={"owner_id": owner_id} if owner_id else None, top_k=LIST_CAP))
+        flt: dict[str, Any] = {EXPIRES: {"lt": self._clock().date().isoformat()}}  # found by the engine
+        if owner_id:
+            flt["owner_id"] = owner_id
         removed = 0
-        for r in rows:
-            payload = r.payload or {}
-            if _expired(payload, today):
-                record = _record(r.id, payload)
-                with attribution(record.scope, "cleanup"), deleting(record.as_dict()):
-                    self._call(self._m.delete, str(r.id))
-                removed += 1
+        for mem_id in self._call(self._reads.ids, flt, limit=LIST_CAP):
+            point = self._call(self.store.get, vector_id=mem_id)
+            if point is None:
+                continue
+            record = _record(point.id, point.payload or {})
+            with self._write_lock, attribution(record.scope, "cleanup"), deleting(record.as_dict()):
+                self._call(self._m.delete, str(point.id))
+            removed += 1
         return removed
 
     def consolidate(self, scope: Scope, *, threshold: float = 0.95) -> list[MemoryEvent]:

@@ -46,6 +46,7 @@ from mem0.vector_stores.base import VectorStoreBase
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError, StoreUnavailable, ValidationError
+from core.memory.paging import EXPIRES, LIVE_ON
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +290,9 @@ def build_filter(filters: dict[str, Any] | None) -> qe.Filter | None:
     seen_logical: set[str] = set()
     for key, value in filters.items():
         op = logical.get(key)
+        if key == LIVE_ON:  # not expired on that day: in the engine, so expired memories take no slot
+            must.append(_live_condition(live_day(value)))
+            continue
         if op is None:
             must.extend(_field_conditions(key, value))
             continue
@@ -424,15 +428,25 @@ def _range(key: str, bounds: dict[str, Any]) -> Any:
 
 
 CREATED_AT = "created_at"
-EXPIRES = "expiration_date"  # where mem0 keeps a memory's expiry (YYYY-MM-DD)
+
+
+def live_day(value: Any) -> date:
+    try:
+        return value if isinstance(value, date) else date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(f"{LIVE_ON} takes an ISO date, got {value!r}", field="filters") from None
+
+
+def _live_condition(live_on: date) -> Any:
+    return qe.Filter(should=[qe.IsEmptyCondition(EXPIRES),
+                             qe.FieldCondition(key=EXPIRES, range=qe.RangeDateTime(gte=live_on.isoformat()))])
 
 
 def _with_live(flt: Any, live_on: date | None) -> Any:
     """``flt`` narrowed to points not expired on ``live_on`` (no expiry, or one on or after that day)."""
     if live_on is None:
         return flt
-    live = qe.Filter(should=[qe.IsEmptyCondition(EXPIRES),
-                             qe.FieldCondition(key=EXPIRES, range=qe.RangeDateTime(gte=live_on.isoformat()))])
+    live = _live_condition(live_on)
     return live if flt is None else qe.Filter(must=[flt, live])
 
 

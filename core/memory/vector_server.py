@@ -35,13 +35,13 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
 from core.errors import ConfigError
+from core.memory.paging import EXPIRES, LIVE_ON
 from core.memory.vector_edge import (
     CREATED_AT,
     DATETIME_FIELDS,
     DEFAULT_OVERSAMPLING,
     DEFAULT_QUANTIZATION,
     DEFAULT_QUERY_ENCODING,
-    EXPIRES,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
@@ -49,6 +49,7 @@ from core.memory.vector_edge import (
     TEXT_FIELD,
     Quantization,
     QueryEncoding,
+    live_day,
 )
 
 log = logging.getLogger(__name__)
@@ -257,16 +258,35 @@ def enable_keyword_search(store: Any) -> Any:
 
 def match_wildcard_as_present(store: Any) -> Any:
     """Make ``{"field": "*"}`` in mem0's Qdrant store match points where the field has a value (mem0
-    skips the condition, matching points without the field too). Returns ``store``."""
+    skips the condition, matching points without the field too), and teach it :data:`LIVE_ON`
+    ("not expired on this day", evaluated by Qdrant). Returns ``store``."""
     build = store._build_field_condition
+    create = store._create_filter
 
     def field_condition(key: str, value: Any) -> Any:
         if isinstance(value, str) and value == "*":
             return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))])
         return build(key, value)
 
+    def create_filter(filters: dict | None) -> Any:
+        if not filters or LIVE_ON not in filters:
+            return create(filters)
+        rest = {k: v for k, v in filters.items() if k != LIVE_ON}
+        live = live_filter(live_day(filters[LIVE_ON]))
+        flt = create(rest) if rest else None
+        return live if flt is None else models.Filter(must=[flt, live])
+
     store._build_field_condition = field_condition
+    store._create_filter = create_filter
     return store
+
+
+def live_filter(live_on: date) -> models.Filter:
+    """Points not expired on ``live_on``: no expiry, or one on or after that day."""
+    return models.Filter(should=[
+        models.IsEmptyCondition(is_empty=models.PayloadField(key=EXPIRES)),
+        models.FieldCondition(key=EXPIRES, range=models.DatetimeRange(gte=live_on.isoformat())),
+    ])
 
 
 class ServerReads:
@@ -287,10 +307,7 @@ class ServerReads:
         flt = self._store._create_filter(filters) if filters else None
         if live_on is None:
             return flt
-        live = models.Filter(should=[
-            models.IsEmptyCondition(is_empty=models.PayloadField(key=EXPIRES)),
-            models.FieldCondition(key=EXPIRES, range=models.DatetimeRange(gte=live_on.isoformat())),
-        ])
+        live = live_filter(live_on)
         return live if flt is None else models.Filter(must=[flt, live])
 
     def count(self, filters: dict | None = None, *, live_on: date | None = None) -> int:
