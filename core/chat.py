@@ -101,13 +101,16 @@ asks you to remember; correct or forget memories when they tell you something ch
 """
 
 
-def notes_for(recalled: list[MemoryRecord], today: str) -> str:
+def notes_for(recalled: list[MemoryRecord], today: str, *, private: bool = False) -> str:
     """The per-turn note that goes just before the user's message: the date and what is recalled.
 
     It is kept out of the fixed instructions on purpose: a prompt that starts the same way every
     turn lets the local model reuse the work it did for the conversation so far.
     """
-    lines = "\n".join(f"- {as_note(m.text)}" for m in recalled) or "- (nothing relevant yet)"
+    if private:
+        lines = "- (the user keeps their memories from this model; ask them if you need to know)"
+    else:
+        lines = "\n".join(f"- {as_note(m.text)}" for m in recalled) or "- (nothing relevant yet)"
     return NOTES.format(today=today, memories=lines)
 
 
@@ -235,6 +238,7 @@ class TurnResult:
     latency_ms: float = 0.0
     fell_back: bool = False
     job_id: int | None = None
+    memory_private: bool = False  # memory was kept from a hosted model, as the person asked
 
 
 class ChatTurn:
@@ -453,7 +457,12 @@ class ChatService:
             provider, model_name = "local", LOCAL_MODEL_ID
         context = self.conversations.context(conv_id, self.settings.context_turns + 1, user_id=scope.owner_id)
         prior = [m for m in context if m.id < user_msg.id][-self.settings.context_turns:]
-        result.recalled = self.recall(scope, user_msg.content, top_k=prefs.recall_top_k)
+        # "Use my memories only with local models": a hosted model gets no recall and no memory tools.
+        result.memory_private = prefs.memories_local_only and not is_local
+        if result.memory_private:
+            tools = False
+        else:
+            result.recalled = self.recall(scope, user_msg.content, top_k=prefs.recall_top_k)
         deps = ChatDeps(scope=scope, memory=self.memory, conversation_id=conv_id, recalled=result.recalled,
                         local=is_local, tools=tools)
         limits = UsageLimits(request_limit=8, cost_limit=remaining) if remaining is not None else UsageLimits(
@@ -469,7 +478,8 @@ class ChatService:
         try:
             with self.agent.run_stream_sync(
                 user_msg.content,
-                message_history=self._history(prior, notes_for(result.recalled, datetime.now(UTC).date().isoformat())),
+                message_history=self._history(prior, notes_for(result.recalled, datetime.now(UTC).date().isoformat(),
+                                                               private=result.memory_private)),
                 deps=deps,
                 model=model,
                 model_settings=settings,
@@ -591,6 +601,8 @@ class ChatService:
         }
         if stopped:
             details["stopped"] = True
+        if result.memory_private:
+            details["memory_private"] = True
         result.reply = self.conversations.append(
             conv_id, "assistant", reply_text[: self.conversations.max_chars], user_id=scope.owner_id,
             model=f"{result.provider}:{result.model}" if result.provider != "local" else LOCAL_MODEL_ID,

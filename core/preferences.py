@@ -22,6 +22,9 @@ class Preferences(BaseModel):
     recall_top_k: int | None = Field(None, ge=0, le=50)
     auto_memory: bool = True  # learn from conversations automatically
     memory_ttl_days: int | None = Field(None, ge=1, le=3650)  # default expiry of learned memories
+    # Memories never leave this machine: with a hosted model, no recall and no memory tools, and
+    # learning uses the local model (or waits for one).
+    memories_local_only: bool = False
 
 
 class PreferenceStore:

@@ -103,9 +103,10 @@ class Runtime:
                         wanted = self.settings.memory_model or self.registry.default_model_id()
                         return self.registry.build(wanted)
 
+                    local = self.registry.local_model_factory()
                     self._learning = LearningService(
                         settings=self.settings, memory=lambda: self.memory, queue=self.queue, usage=self.usage,
-                        model=memory_model, preferences=self.preferences,
+                        model=memory_model, local_model=local, preferences=self.preferences,
                         on_enqueued=lambda: self._worker.wake() if self._worker else None,
                     )
         return self._learning

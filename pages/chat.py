@@ -158,8 +158,13 @@ def _memory_panel(message) -> None:
     elif status in {"pending", "running"}:
         label += " · learning…"
     # Stays as the person left it: the panel is not re-collapsed when learning finishes.
+    if details.get("memory_private"):
+        label += " · kept from this model"
     with st.expander(label, icon=":material/neurology:", expanded=False, key=f"panel-{message.id}"):
-        if recalled:
+        if details.get("memory_private"):
+            st.caption(":material/lock: You use your memories only with local models: this hosted model saw "
+                       "none of them and could not change them. Learning from this exchange uses the local model.")
+        elif recalled:
             st.markdown("**Recalled for this reply**")
             for r in recalled:
                 st.markdown(f"- {inline_text(r['text'])}")

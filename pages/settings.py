@@ -85,10 +85,14 @@ with prefs_tab:
                          help="When off, Optimus only remembers what you add yourself or ask it to remember.")
         ttl = st.number_input("Forget learned memories after (days, 0 = never)", 0, 3650,
                               current.memory_ttl_days or 0)
+        local_only = st.toggle("Use my memories only with local models", value=current.memories_local_only,
+                               help="With a hosted model, nothing you told Optimus earlier is sent to it and its "
+                                    "tools cannot change your memories; learning runs on this machine.")
         if st.form_submit_button("Save preferences", type="primary"):
             try:
                 store.set(user.id, Preferences(default_model=None if model == ids[0] else model, recall_top_k=top_k,
-                                               auto_memory=auto, memory_ttl_days=ttl or None))
+                                               auto_memory=auto, memory_ttl_days=ttl or None,
+                                               memories_local_only=local_only))
                 if model != ids[0]:
                     st.session_state.model_id = model
                 st.toast("Preferences saved.", icon=":material/check:")

@@ -515,3 +515,35 @@ def test_stopping_a_reply_keeps_what_was_said_marked_as_stopped(env, person):
     empty = chat.conversations.create(person.id, "Nothing")
     chat.send(person.id, empty.id, "Hello?", model=streaming("Hi")).close()
     assert [m.role for m in chat.conversations.messages(empty.id, user_id=person.id)] == ["user"]
+
+
+def test_memories_only_with_local_models_keeps_them_from_a_hosted_model(env, person):
+    """Preference "use my memories only with local models": a hosted model gets no recall and no memory
+    tools (the reply says so), and learning from the exchange runs on the local model."""
+    memory, _, engine = env
+    memory.add(Scope.personal(person.id), "Is allergic to penicillin", type="fact")
+    hosted_calls, local_calls = [], []
+    hosted = scripted_model(lambda prompt: hosted_calls.append(prompt) or ["From the hosted model"])
+    local = scripted_model(lambda prompt: local_calls.append(prompt) or ["Takes the bus to work"])
+    chat = make_chat(env, memory_model=hosted, prefs=True)
+    chat.learning = chat.learning.with_model(hosted, local_model=local)
+    chat.preferences.set(person.id, {"memories_local_only": True})
+    conv = chat.conversations.create(person.id)
+    seen: list = []
+    turn = chat.send(person.id, conv.id, "I take the bus to work. Am I allergic to anything?",
+                     model=streaming("I don't know.", seen))
+    turn.text()
+    assert turn.result.recalled == [] and turn.result.memory_private
+    assert "penicillin" not in instructions_of(seen[0][0])
+    assert not seen[0][1].function_tools  # no memory tools for this model
+    assert chat.conversations.message(person.id, turn.result.reply.id).details["memory_private"] is True
+    chat.learning.process(chat.learning.queue.get(turn.result.job_id))
+    assert hosted_calls == [] and len(local_calls) == 1  # learned on this machine
+    assert "Takes the bus to work" in {m.text for m in memory.get_all(person.id)}
+    # without a local model installed, nothing is sent to the hosted one either
+    chat.learning = chat.learning.with_model(hosted)
+    chat.learning._local_model = None
+    turn = chat.send(person.id, conv.id, "I walk my dog at six.", model=streaming("Nice."))
+    turn.text()
+    (event,) = chat.learning.process(chat.learning.queue.get(turn.result.job_id))
+    assert "only with local models" in event.rejected and hosted_calls == []

@@ -57,37 +57,49 @@ class LearningService:
         queue: ExtractionQueue,
         usage: UsageStore,
         model: Callable[[], Model] | Model | str,
+        local_model: Callable[[], Model] | Model | None = None,
         preferences: object | None = None,
         metrics: Metrics = METRICS,
         on_enqueued: Callable[[], None] | None = None,
     ) -> None:
+        """``model`` learns by default; ``local_model`` (the offline model, if installed) learns for
+        people who use their memories only with local models when ``model`` is hosted."""
         self.settings = settings
         self._memory = memory
         self.queue = queue
         self.usage = usage
         self._model = model
+        self._local_model = local_model
         self.preferences = preferences
         self.metrics = metrics
         self._on_enqueued = on_enqueued
         self._lock = threading.Lock()
-        self._pipeline: MemoryPipeline | None = None
+        self._pipelines: dict[str, MemoryPipeline] = {}
 
     @property
     def memory(self) -> MemoryService:
         return self._memory() if callable(self._memory) else self._memory
 
-    def with_model(self, model: Model) -> LearningService:
+    def with_model(self, model: Model, *, local_model: Model | None = None) -> LearningService:
         """The same service learning with another model (tests and demos pass a scripted one)."""
         return LearningService(settings=self.settings, memory=self._memory, queue=self.queue, usage=self.usage,
-                               model=model, preferences=self.preferences, metrics=self.metrics,
-                               on_enqueued=self._on_enqueued)
+                               model=model, local_model=local_model or self._local_model,
+                               preferences=self.preferences, metrics=self.metrics, on_enqueued=self._on_enqueued)
 
-    def pipeline(self) -> MemoryPipeline:
+    def pipeline(self, *, local_only: bool = False) -> MemoryPipeline | None:
+        """The pipeline learning for a person; with ``local_only``, one on a local model (None when
+        the install has none and the default model is hosted)."""
         with self._lock:
-            if self._pipeline is None:
-                model = self._model() if callable(self._model) and not isinstance(self._model, Model) else self._model
-                self._pipeline = MemoryPipeline(self.memory, model)
-            return self._pipeline
+            if "default" not in self._pipelines:
+                self._pipelines["default"] = MemoryPipeline(self.memory, _built(self._model))
+            default = self._pipelines["default"]
+            if not local_only or _is_local(default.model):
+                return default
+            if self._local_model is None:
+                return None
+            if "local" not in self._pipelines:
+                self._pipelines["local"] = MemoryPipeline(self.memory, _built(self._local_model))
+            return self._pipelines["local"]
 
     # ------------------------------------------------------------------ queueing
     def enqueue(self, scope: Scope, exchange: Sequence[dict[str, str]], context: Sequence[dict[str, str]] = (), *,
@@ -108,11 +120,17 @@ class LearningService:
     def process(self, job: ExtractionJob, *, source: str = "pipeline") -> list[MemoryEvent]:
         """Run the pipeline for one queued exchange (the worker's callback). Raises to keep the job."""
         self.check_budget(job.scope.owner_id)
-        ttl = self._memory_ttl_days(job.scope.owner_id)
+        prefs = self._prefs(job.scope.owner_id)
+        ttl = getattr(prefs, "memory_ttl_days", None)
         expires = (datetime.now(UTC) + timedelta(days=ttl)).date() if ttl else None
+        pipeline = self.pipeline(local_only=bool(getattr(prefs, "memories_local_only", False)))
+        if pipeline is None:
+            return [MemoryEvent("NONE", None, None, applied=False,
+                                rejected="not learned: you use your memories only with local models, and this "
+                                         "install has none")]
         try:
-            outcome = self.pipeline().run(job.scope, job.exchange, job.context, source=source,
-                                          default_expires_at=expires)
+            outcome = pipeline.run(job.scope, job.exchange, job.context, source=source,
+                                   default_expires_at=expires)
         except ExtractionFailed as exc:
             if exc.result is not None:
                 self._record(job, exc.result)
@@ -154,11 +172,11 @@ class LearningService:
         return Learned(job_id, pending=True)
 
     # ------------------------------------------------------------------ helpers
-    def _memory_ttl_days(self, owner_id: str) -> int | None:
+    def _prefs(self, owner_id: str) -> object | None:
         if self.preferences is None:
             return None
         try:
-            return self.preferences.get(owner_id).memory_ttl_days  # type: ignore[attr-defined]
+            return self.preferences.get(owner_id)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - preferences are a nicety; learning goes on without them
             log.warning("preferences unavailable: %s", type(exc).__name__)
             return None
@@ -178,3 +196,12 @@ class LearningService:
                                   latency_ms=used.latency_ms, status=status)
             except Exception as exc:  # noqa: BLE001 - accounting must not undo learned memories
                 log.error("could not record memory usage for job %s: %s", job.id, type(exc).__name__)
+
+
+def _built(model: Callable[[], Model] | Model | str) -> Model | str:
+    return model() if callable(model) and not isinstance(model, Model) else model
+
+
+def _is_local(model: Model | str) -> bool:
+    """Whether a model runs on this machine (the offline llama.cpp model)."""
+    return getattr(model, "system", None) == "local"

