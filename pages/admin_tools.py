@@ -7,9 +7,9 @@ from datetime import UTC, datetime, time, timedelta
 import streamlit as st
 
 from core.audit import EVENTS
+from core.maintenance import LABELS
 from core.devices import describe_user_agent
 from core.errors import AppError
-from core.memory.types import Scope
 from core.rendering import inert_markdown
 from pages.auth_session import client_ip
 from pages.common import get_runtime, human_bytes, require_admin
@@ -105,40 +105,66 @@ with health_tab:
 
 
 # ------------------------------------------------------------------ maintenance
-def _audit_maintenance(task: str, detail: dict) -> None:
-    runtime.audit.record("admin.maintenance", actor_id=admin.id, ip=client_ip(), detail={"task": task, **detail})
-
-
 with maint_tab:
-    st.caption("Each task runs now and reports what it did.")
-    if st.button("Remove expired conversations", icon=":material/auto_delete:"):
-        with st.status("Cleaning up conversations…") as status:
-            result = runtime.conversations.cleanup()
-            status.update(label=f"Done: {result.expired_conversations} conversations and "
-                                f"{result.expired_messages + result.trimmed_messages} messages removed.", state="complete")
-            _audit_maintenance("conversations.cleanup", {"conversations": result.expired_conversations})
-    if st.button("Remove expired memories", icon=":material/event_busy:"):
-        with st.status("Cleaning up memories…") as status:
-            removed = runtime.memory.cleanup_expired()
-            status.update(label=f"Done: {removed} expired memories removed.", state="complete")
-            _audit_maintenance("memories.cleanup", {"removed": removed})
-    if st.button("Consolidate near-duplicate memories", icon=":material/merge:"):
-        with st.status("Consolidating…") as status:
-            bar = st.progress(0.0)
-            merged = 0
-            for i, person in enumerate(people):
-                for user_id in runtime.memory.stats(person.id).user_ids or [person.id]:
-                    events = runtime.memory.consolidate(Scope(person.id, user_id))
-                    merged += sum(e.event == "DELETE" for e in events)
-                bar.progress((i + 1) / max(1, len(people)))
-            status.update(label=f"Done: {merged} duplicates merged across {len(people)} accounts.", state="complete")
-            _audit_maintenance("memories.consolidate", {"merged": merged})
-    failed = runtime.queue.depth().get("failed", 0)
-    if st.button(f"Retry failed extractions ({failed})", icon=":material/replay:", disabled=not failed):
-        n = runtime.queue.retry_failed()
-        runtime.start_worker().wake()
-        _audit_maintenance("queue.retry", {"jobs": n})
-        st.toast(f"{n} jobs queued again.")
+    maintenance = runtime.maintenance
+    every = runtime.settings.maintenance_interval
+    st.caption(f"Runs by itself every {every} (consolidation daily) in the background worker; one runner at "
+               "a time across replicas. *Run now* runs a task at once." if every.total_seconds() else
+               "The schedule is off (OPTIMUS_MAINTENANCE_INTERVAL=0): tasks run only when started here.")
+    failed_jobs = runtime.queue.depth().get("failed", 0)
+    for task, label in LABELS.items():
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        last = maintenance.last_started(task)
+        note = f" · {failed_jobs} failed now" if task == "failed_extractions" else ""
+        c1.markdown(f"**{label}** · last run {ago(last) if last else 'never'}{note}")
+        if c2.button("Run now", key=f"run-{task}", icon=":material/play_arrow:"):
+            with st.spinner(f"{label}…"):
+                run = maintenance.run(task, trigger="admin", actor_id=admin.id, ip=client_ip())
+            if run is None:
+                st.toast("Another server is running this task right now.", icon=":material/schedule:")
+            elif run.status == "ok":
+                runtime.start_worker().wake()
+                st.toast(f"{label}: {run.changed} changed.", icon=":material/check:")
+            else:
+                st.error(f"{label} failed: {run.detail.get('error', 'see the server log')}")
+    runs = maintenance.recent(limit=30)
+    if runs:
+        st.markdown("**Recent runs**")
+        st.dataframe(
+            [{"task": r.label, "when": r.started_at, "by": "schedule" if r.trigger == "schedule" else "admin",
+              "status": r.status, "changed": r.changed,
+              "details": ", ".join(f"{k} {v}" for k, v in r.detail.items() if k != "error") or r.detail.get("error", "")}
+             for r in runs],
+            hide_index=True, width="stretch")
+
+    st.markdown("**Backup**")
+    if runtime.storage.mode == "embedded":
+        st.caption("One consistent archive of the database and the vector shard, taken while memory writes "
+                   "pause for a moment. Restore it with `python -m core restore --from ARCHIVE --data-dir NEW_DIR`.")
+        if st.button("Create backup", icon=":material/backup:"):
+            from core.backup import create_backup
+
+            with st.spinner("Writing the archive…"):
+                try:
+                    report = create_backup(runtime, runtime.storage.data_dir / "backups")
+                except AppError as exc:
+                    st.error(exc.message)
+                else:
+                    runtime.audit.record("admin.maintenance", actor_id=admin.id, ip=client_ip(),
+                                         detail={"task": "backup", "memories": report.counts.memories})
+                    st.session_state.backup_path = str(report.path)
+                    st.toast(f"Backup written: {report.counts.memories} memories, {report.counts.users} users.")
+        if path := st.session_state.get("backup_path"):
+            from pathlib import Path
+
+            archive = Path(path)
+            if archive.is_file():
+                st.download_button(f"Download {archive.name} ({human_bytes(archive.stat().st_size)})",
+                                   data=archive.read_bytes(), file_name=archive.name, mime="application/gzip",
+                                   icon=":material/download:")
+    else:
+        st.caption("In server mode back up PostgreSQL with `pg_dump` and the `memories` collection with "
+                   "Qdrant's snapshot API (README, Backup and restore).")
 
 # ------------------------------------------------------------------ audit log
 with audit_tab:

@@ -166,3 +166,21 @@ def test_fallback_is_announced_on_every_page(monkeypatch):
     monkeypatch.setenv("OPTIMUS_FALLBACK", "ephemeral")
     at = _run()
     assert "Degraded" in at.error[0].value and "EPHEMERAL" in at.error[0].value
+
+
+def test_admin_runs_maintenance_now_and_sees_the_recorded_run_and_makes_a_backup(isolated_settings):
+    from pages.common import get_runtime
+
+    at = _signed_in("root-maint", admin=True)
+    at.switch_page("pages/admin_tools.py")
+    at = _run(at)
+    next(b for b in at.button if b.key == "run-expired_memories").click()
+    at = _run(at)
+    runs = [r for r in get_runtime().maintenance.recent() if r.trigger == "admin"]  # the schedule runs too
+    assert [(r.task, r.status) for r in runs] == [("expired_memories", "ok")]
+    assert any(getattr(d, "value", None) is not None for d in at.dataframe)
+    next(b for b in at.button if b.label == "Create backup").click()
+    at = _run(at)
+    archives = list((isolated_settings / "backups").glob("optimus-backup-*.tar.gz"))
+    assert len(archives) == 1
+    assert any(b.label.startswith("Download optimus-backup-") for b in at.get("download_button"))
