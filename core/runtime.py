@@ -31,6 +31,7 @@ from core.users import UserStore
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
+    from core.analytics import Analytics
     from core.apikeys import ApiKeyStore
     from core.chat import ChatService
     from core.gdpr import GdprService
@@ -121,6 +122,13 @@ class Runtime:
                 self.storage.engine, memory=lambda: self.memory, conversations=self.conversations,
                 queue=self.queue, users=self.users, audit=self.audit, interval=self.settings.maintenance_interval)
         return self._maintenance
+
+    @property
+    def analytics(self) -> Analytics:
+        """Admin analytics queries over usage, messages and memory events."""
+        from core.analytics import Analytics
+
+        return Analytics(self.storage.engine)
 
     @property
     def api_keys(self) -> ApiKeyStore:

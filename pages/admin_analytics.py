@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
 
-from core.analytics import Analytics
 from core.errors import AppError
 from core.usage import cost_label
 from pages.common import get_runtime, require_admin
@@ -16,14 +15,9 @@ runtime = get_runtime()
 admin = require_admin()
 
 
-@st.cache_resource
-def _analytics() -> Analytics:
-    return Analytics(get_runtime().storage.engine)
-
-
 @st.cache_data(ttl=60, show_spinner=False)
 def _load(start: date, end: date) -> dict:
-    a = _analytics()
+    a = get_runtime().analytics
     return {
         "messages": a.messages_per_day(start, end),
         "models": a.usage_by_model(start, end),
@@ -35,7 +29,7 @@ def _load(start: date, end: date) -> dict:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _kpis(memories: int | None):
-    return _analytics().kpis(memories=memories)
+    return get_runtime().analytics.kpis(memories=memories)
 
 
 st.title("Analytics")

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from core.apikeys import ApiKeyStore
 from core.devices import describe_user_agent
 from core.errors import AppError
 from core.preferences import Preferences
@@ -101,7 +100,7 @@ with prefs_tab:
 
 # ------------------------------------------------------------------ API keys
 with keys_tab:
-    keys = ApiKeyStore(runtime.storage.engine, audit=runtime.audit)
+    keys = runtime.api_keys
     st.caption("Use a key with the REST API or mem0's `MemoryClient(api_key=..., host=...)`. "
                "A key acts as you and reaches only your memories.")
     with st.form("new-key", clear_on_submit=True):
