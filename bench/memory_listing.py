@@ -40,7 +40,8 @@ import numpy as np  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.db import make_engine, migrate, sqlite_url  # noqa: E402
 from core.memory.engine import build_memory_service  # noqa: E402
-from core.memory.service import LIST_CAP, MemoryFilters, _rows  # noqa: E402
+from core.memory.records import LIST_CAP, MemoryFilters  # noqa: E402
+from core.memory.records import rows_of as _rows
 from core.storage import Storage  # noqa: E402
 
 TAGS = ["travel", "food", "work", "family", "health", "music", "books", "sport"]
