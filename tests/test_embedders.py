@@ -59,6 +59,7 @@ def test_an_unknown_provider_lists_mem0s(monkeypatch):
 
 @pytest.mark.parametrize("embedder, extra, variable", [
     ("openai:text-embedding-3-small", {}, "OPENAI_API_KEY"),
+    ("openai:text-embedding-3-small", {"openai_api_key": ""}, "OPENAI_API_KEY"),  # compose's unset
     ("gemini:gemini-embedding-001", {}, "GOOGLE_API_KEY"),
     ("together:BAAI/bge-large-en-v1.5", {}, "TOGETHER_API_KEY"),
     ("azure_openai:text-embedding-3-small", {"embedder_base_url": "https://x.openai.azure.com"},

@@ -164,7 +164,7 @@ def choose_embedder(settings: Settings) -> EmbedderChoice:
 
 def _secret(settings: Settings, name: str) -> str | None:
     value = getattr(settings, name, None)
-    return value.get_secret_value() if value is not None else None
+    return (value.get_secret_value() or None) if value is not None else None  # compose passes unset as ""
 
 
 def _connection(settings: Settings, provider: str, model: str) -> dict[str, Any]:
