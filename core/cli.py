@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
             print("OPTIMUS_STORAGE=ephemeral keeps nothing between runs; there is nothing to manage.",
                   file=sys.stderr)
             return 2
-        runtime = open_runtime(settings)
+        # Only memory commands need the vector store, and they check it when they open it; the
+        # others (an admin locked out, say) must work while the embedder is being changed.
+        runtime = open_runtime(settings, check_embedder=False)
     except AppError as exc:
         print(exc.message, file=sys.stderr)
         return 2

@@ -311,6 +311,8 @@ def test_the_command_refuses_while_the_app_holds_the_store_then_moves_it(isolate
         assert busy.returncode == 1 and "in use by another process" in busy.stderr
     finally:
         runtime.close()
+    with pytest.raises(ConfigError, match="holds 384-d vectors .* produces 64-d"):
+        open_runtime(stub_settings(stub))  # the app with the new embedder stops at start, before any page
     done = command()
     assert done.returncode == 0, done.stderr
     assert f"memories: {len(FACTS)}/{len(FACTS)} points" in done.stdout
@@ -318,3 +320,9 @@ def test_the_command_refuses_while_the_app_holds_the_store_then_moves_it(isolate
     assert KEY not in done.stdout + done.stderr + busy.stdout + busy.stderr
     again = command()
     assert again.returncode == 0 and "Nothing to re-embed" in again.stdout
+    moved = open_runtime(stub_settings(stub))
+    try:
+        assert moved.memory.count() == len(FACTS)
+        assert moved.memory.search(owner, "Sundays cello", top_k=1)[0].text == "Plays the cello on Sundays"
+    finally:
+        moved.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["COLLECTION", "build_embedder", "build_memory", "build_memory_service", "qdrant_client_for",
-           "reembed_store"]
+__all__ = ["COLLECTION", "build_embedder", "build_memory", "build_memory_service", "check_store",
+           "qdrant_client_for", "reembed_store"]
 
 
 def qdrant_client_for(settings: Settings) -> Any:
@@ -47,25 +48,64 @@ def qdrant_client_for(settings: Settings) -> Any:
     return RescoringQdrantClient(location=url) if url == ":memory:" else RescoringQdrantClient(url=url, api_key=api_key)
 
 
-def _server_collection(client: Any, choice: EmbedderChoice) -> str:
-    """The collection ``memories`` resolves to, checked against ``choice`` (created when there is none)."""
-    from core.memory.vector_server import ensure_memory_collections
-
+def _checked_server_collection(client: Any, choice: EmbedderChoice) -> tuple[str | None, bool]:
+    """The collection ``memories`` resolves to (None: none yet) and whether it records its embedder;
+    :class:`ConfigError` if another embedder filled it or a re-embed is half done."""
     name = collections.resolve_collection(client, COLLECTION)
     if name is None:
         collections.interrupted_server_reembeds(client)
+        return None, False
+    found = collections.server_embedding(client, name)
+    collections.check_embedder(found, choice, where=f"Qdrant collection {name!r}")
+    return name, found.recorded
+
+
+def _server_collection(client: Any, choice: EmbedderChoice) -> str:
+    """The checked collection behind ``memories``, prepared for mem0 (created when there is none)."""
+    from core.memory.vector_server import ensure_memory_collections
+
+    name, recorded = _checked_server_collection(client, choice)
+    if name is None:
         record = {collections.META_KEY: {"embedder": choice.id, "dims": choice.dims}}
         ensure_memory_collections(client, COLLECTION, choice.dims, metadata=record)
         return COLLECTION
-    found = collections.server_embedding(client, name)
-    collections.check_embedder(found, choice, where=f"Qdrant collection {name!r}")
     ensure_memory_collections(client, name, choice.dims)
-    if not found.recorded:
+    if not recorded:
         try:
             collections.record_server_embedding(client, name, choice)
         except Exception as exc:  # a server without collection metadata: the size check still guards it
             log.warning("could not record the embedder in Qdrant collection %r: %s", name, type(exc).__name__)
     return name
+
+
+def _check_edge(vectors: Path, choice: EmbedderChoice) -> None:
+    collections.check_no_interrupted_reembed(vectors)
+    for name in (COLLECTION, collections.ENTITIES):
+        found = collections.edge_embedding(vectors / name)
+        if found is not None:
+            collections.check_embedder(found, choice, where=f"Qdrant Edge shard {vectors / name}")
+
+
+def check_store(settings: Settings, storage: Storage, *, qdrant_client: Any | None = None) -> EmbedderChoice:
+    """The start check alone: :class:`ConfigError` (both sizes, the re-embed command) unless the store
+    was filled by the configured embedder. Loads no model and changes nothing; ``open_runtime`` runs it
+    so a mismatch stops the app at start, before the first memory is touched."""
+    choice = choose_embedder(settings)
+    if storage.mode != "server":
+        assert storage.vector_path is not None
+        _check_edge(storage.vector_path, choice)
+        return choice
+    client = qdrant_client if qdrant_client is not None else qdrant_client_for(settings)
+    try:
+        _checked_server_collection(client, choice)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise StoreUnavailable(f"Qdrant server: could not read the '{COLLECTION}' collection: {exc}") from exc
+    finally:
+        if qdrant_client is None:
+            client.close()
+    return choice
 
 
 def _vector_store_config(storage: Storage, choice: EmbedderChoice, qdrant_client: Any | None,
@@ -86,13 +126,10 @@ def _vector_store_config(storage: Storage, choice: EmbedderChoice, qdrant_client
 
     register_vector_stores()
     assert storage.vector_path is not None
-    collections.check_no_interrupted_reembed(storage.vector_path)
+    _check_edge(storage.vector_path, choice)
     shard = storage.vector_path / COLLECTION
-    for name in (COLLECTION, collections.ENTITIES):
-        found = collections.edge_embedding(storage.vector_path / name)
-        if found is not None:
-            collections.check_embedder(found, choice, where=f"Qdrant Edge shard {storage.vector_path / name}")
-    if collections.edge_embedding(shard) is None or not collections.edge_embedding(shard).recorded:
+    found = collections.edge_embedding(shard)
+    if found is None or not found.recorded:
         collections.record_edge_embedding(shard, choice)  # a new shard is created around its record
     return {
         "provider": "qdrant_edge",
