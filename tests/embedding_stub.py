@@ -1,5 +1,6 @@
-"""An embeddings server on loopback for tests: OpenAI's ``POST /v1/embeddings`` and Ollama's
-``GET /api/tags`` + ``POST /api/embed``, answering deterministic vectors.
+"""An embeddings server on loopback for tests: OpenAI's ``POST /v1/embeddings`` (and Azure OpenAI's
+``/openai/deployments/<name>/embeddings``) and Ollama's ``GET /api/tags`` + ``POST /api/embed``,
+answering deterministic vectors.
 
 A text's vector is a hashed bag of its lowercase words (each word adds 1 to one of ``dims``
 buckets), L2-normalised: texts sharing words are close, so search over it behaves like search
@@ -88,12 +89,13 @@ class EmbeddingStub:
                 request = json.loads(self.rfile.read(length) or b"{}")
                 raw = request.get("input")
                 texts = [raw] if isinstance(raw, str) else list(raw or [])
-                stub.seen.append(Seen(self.path, self.headers.get("Authorization"), request.get("model"), len(texts)))
+                key = self.headers.get("Authorization") or self.headers.get("api-key")  # Azure sends api-key
+                stub.seen.append(Seen(self.path, key, request.get("model"), len(texts)))
                 if stub.fail_after is not None and len(stub.seen) > stub.fail_after:
                     self._answer(500, {"error": {"message": "stub told to fail"}})
                     return
                 vectors = [stub_vector(t, stub.dims) for t in texts]
-                if self.path == "/v1/embeddings":
+                if self.path == "/v1/embeddings" or self.path.startswith("/openai/deployments/"):
                     self._answer(200, {
                         "object": "list", "model": request.get("model"),
                         "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],

@@ -165,6 +165,17 @@ def test_ollama_through_mem0s_factory(stub):
     assert stub.seen[-1].path == "/api/embed" and stub.seen[-1].model == "nomic-embed-text"
 
 
+def test_azure_openai_through_mem0s_factory(stub):
+    settings = load_settings(embedder="azure_openai:prod-embeddings", embedding_dims=64, azure_openai_api_key=KEY,
+                             embedder_base_url=stub.root)
+    choice, embedder = build_embedder(settings)
+    assert embedder.embed_batch(["bonjour", "hello"], "add") == [
+        pytest.approx(stub_vector("bonjour", 64)), pytest.approx(stub_vector("hello", 64))]
+    seen = stub.seen[-1]
+    assert seen.path.startswith("/openai/deployments/prod-embeddings/embeddings?api-version=2024-10-21")
+    assert seen.authorization == KEY and choice.id == "azure_openai:prod-embeddings"
+
+
 def test_an_embedder_whose_sdk_is_missing_says_which_package(monkeypatch):
     monkeypatch.setenv("TOGETHER_API_KEY", KEY)
     with pytest.raises(ConfigError) as info:

@@ -326,3 +326,22 @@ def test_the_command_refuses_while_the_app_holds_the_store_then_moves_it(isolate
         assert moved.memory.search(owner, "Sundays cello", top_k=1)[0].text == "Plays the cello on Sundays"
     finally:
         moved.close()
+
+
+def test_reembed_back_to_the_bundled_model_restores_its_search(tmp_path, stub):
+    """Rolling back by re-embedding: to the stub and straight back to MiniLM (built by mem0's factory too)."""
+    install = make_install("edge", tmp_path / "install")
+    service = install.open(local_settings())
+    owner = UserStore(install.storage.engine).create("ada").id
+    service.add_many(Scope.personal(owner), FACTS)
+    before = {q: [r.id for r in service.search(owner, q, top_k=3, mode="dense")] for q in ("music", "food allergy")}
+    install.close(service)
+
+    install.reembed(stub_settings(stub))
+    report, _ = install.reembed(local_settings())  # within the same second: the kept names must not collide
+    assert report.changed and report.target == "local:all-MiniLM-L6-v2 (384-d)" and report.memories == len(FACTS)
+    kept = sorted(p.name for p in install.storage.vector_path.iterdir() if ".before-reembed-" in p.name)
+    assert len(kept) == 2
+    back = install.open(local_settings())
+    assert {q: [r.id for r in back.search(owner, q, top_k=3, mode="dense")] for q in before} == before
+    install.close(back)

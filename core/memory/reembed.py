@@ -167,6 +167,16 @@ class _ServerPoints:
         self.client.delete(self.name, points_selector=models.PointIdsList(points=list(ids)))
 
 
+def _unused(taken: Callable[[str], bool]) -> str:
+    """A UTC time stamp for a new name, with a counter if a run in the same second took it."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate, n = stamp, 1
+    while taken(candidate):
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
+
+
 def _describe(exc: BaseException) -> str:
     """An exception named without its message, which may quote part of a key."""
     status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
@@ -278,9 +288,9 @@ class EdgeReembed(_Reembed):
         self.progress(f"Re-embedding {', '.join(names)} from {live.label} to {self.choice.label}; "
                       f"new shards are built in {self.staging}.")
         counts = {name: self._build(name) for name in names}
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        suffix = _unused(lambda s: any((self.root / f"{n}.before-reembed-{s}").exists() for n in names))
         plan = {"from": live.label, "to": self.choice.label, "counts": counts,
-                "moves": [{"live": n, "staged": f"{STAGING_DIR}/{n}", "kept": f"{n}.before-reembed-{stamp}"}
+                "moves": [{"live": n, "staged": f"{STAGING_DIR}/{n}", "kept": f"{n}.before-reembed-{suffix}"}
                           for n in names]}
         write_atomically(self.journal, plan)
         return self._swap(plan, started)
@@ -361,7 +371,8 @@ class ServerReembed(_Reembed):
         if target is None:
             from core.memory.vector_server import ensure_memory_collections
 
-            target = f"{COLLECTION}_{self.choice.dims}d_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            prefix = f"{COLLECTION}_{self.choice.dims}d_"
+            target = prefix + _unused(lambda s: self.client.collection_exists(prefix + s))
             ensure_memory_collections(self.client, target, self.choice.dims, metadata={
                 "optimus": {"embedder": self.choice.id, "dims": self.choice.dims, "state": "building"}})
         self.progress(f"Re-embedding Qdrant collection {source!r} from {found.label} to {self.choice.label} "
