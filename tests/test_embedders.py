@@ -114,7 +114,8 @@ def test_keys_come_from_the_sdk_named_settings_and_stay_out_of_repr(monkeypatch)
     monkeypatch.setenv("GEMINI_API_KEY", "gem-key")
     assert choose_embedder(load_settings(embedder="gemini:gemini-embedding-001")).config["api_key"] == "gem-key"
     azure = choose_embedder(load_settings(embedder="azure_openai:prod-embeddings", embedding_dims=1536,
-                                          azure_openai_api_key="az-key", embedder_base_url="https://r.openai.azure.com"))
+                                          azure_openai_api_key="az-key",
+                                          embedder_base_url="https://r.openai.azure.com"))
     assert azure.config["azure_kwargs"] == {"api_key": "az-key", "azure_deployment": "prod-embeddings",
                                             "azure_endpoint": "https://r.openai.azure.com",
                                             "api_version": "2024-10-21"}

@@ -345,3 +345,48 @@ def test_reembed_back_to_the_bundled_model_restores_its_search(tmp_path, stub):
     back = install.open(local_settings())
     assert {q: [r.id for r in back.search(owner, q, top_k=3, mode="dense")] for q in before} == before
     install.close(back)
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_mem0_entity_vectors_move_with_the_memories(tmp_path, stub, backend):
+    """mem0 keeps entity vectors (written by its add when spaCy finds entities) in a twin collection."""
+    from core.memory.engine import build_memory
+
+    install = make_install(backend, tmp_path / "install")
+    memory = build_memory(local_settings(), install.storage, qdrant_client=install.client)
+    added = memory.add("Lives in Lisbon", user_id="ada", infer=False)["results"][0]
+    entity = {"data": "Lisbon", "entity_type": "PROPER", "linked_memory_ids": [added["id"]], "user_id": "ada"}
+    entity_id = "5b0c54a2-6f1e-4a55-9d7e-3f7c2a9e1b10"
+    memory.entity_store.insert(vectors=[memory.embedding_model.embed("Lisbon", "add")], ids=[entity_id],
+                               payloads=[entity])
+    if backend == "edge":
+        memory.vector_store.close()
+        memory.entity_store.close()
+
+    report, _ = install.reembed(stub_settings(stub))
+    assert report.counts == {COLLECTION: 1, f"{COLLECTION}_entities": 1}
+    moved = build_memory(stub_settings(stub), install.storage, qdrant_client=install.client)
+    hits = moved.entity_store.search(query="Lisbon", vectors=moved.embedding_model.embed("Lisbon", "search"),
+                                     top_k=1, filters={"user_id": "ada"})
+    assert [h.id for h in hits] == [entity_id] and hits[0].payload == entity
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)  # embedded anew by the stub: the query's own vector
+    if backend == "edge":
+        moved.vector_store.close()
+        moved.entity_store.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_a_new_store_records_its_hosted_embedder_and_opens_again(tmp_path, stub, backend):
+    from core.memory.engine import build_memory
+
+    install = make_install(backend, tmp_path / "install")
+    for _ in range(2):  # a first start creates the store (and mem0's entity twin), a restart checks it
+        memory = build_memory(stub_settings(stub), install.storage, qdrant_client=install.client)
+        memory.entity_store.list(top_k=1)
+        if backend == "edge":
+            memory.vector_store.close()
+            memory.entity_store.close()
+    with pytest.raises(ConfigError, match="holds 64-d vectors made by openai:stub-embed"):
+        build_memory(local_settings(), install.storage, qdrant_client=install.client)
+    again, _ = install.reembed(stub_settings(stub))
+    assert not again.changed

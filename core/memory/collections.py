@@ -10,7 +10,7 @@ Record. A store remembers the embedder that filled it (:attr:`EmbedderChoice.id`
 size): in ``optimus_embedder.json`` inside the Edge shard directory (Edge ignores foreign files,
 and the record moves with the shard when it is renamed or backed up), and in the collection's
 metadata on a Qdrant server. A store without a record predates it and was filled by the bundled
-MiniLM, the only embedder there was.
+MiniLM, the only embedder there was (one of another size can only be checked for its size).
 
 Start check. :func:`check_embedder` stops the start when the configured embedder is not the one
 that filled the store (another vector size, or the same size from another model, which would make
@@ -41,6 +41,8 @@ JOURNAL_FILE = "reembed.json"  # in the vectors dir while an embedded re-embed s
 STAGING_DIR = ".reembed"  # new shards are built here, never opened by the app
 META_KEY = "optimus"
 LEGACY_EMBEDDER = "local:all-MiniLM-L6-v2"
+LEGACY_DIMS = 384
+UNKNOWN_EMBEDDER = "an unrecorded embedder"  # no record and not MiniLM's size: only the size can be checked
 REEMBED_COMMAND = "python -m core reembed"
 
 
@@ -66,7 +68,7 @@ def check_embedder(found: StoreEmbedding, choice: EmbedderChoice, *, where: str)
             f"Stop Optimus and run `{REEMBED_COMMAND}` to re-embed every memory with the new embedder "
             f"({found.dims} -> {choice.dims} dimensions, the same ids; no memory is lost), "
             f"or set OPTIMUS_EMBEDDER back to the embedder that filled it.")
-    if found.embedder != choice.id:
+    if found.embedder not in (choice.id, UNKNOWN_EMBEDDER):
         raise ConfigError(
             f"The vector store ({where}) was filled by {found.embedder}, but OPTIMUS_EMBEDDER={_setting(choice)} "
             f"is another model with the same size ({choice.dims}-d): its vectors are not comparable and every "
@@ -76,6 +78,10 @@ def check_embedder(found: StoreEmbedding, choice: EmbedderChoice, *, where: str)
 
 def _setting(choice: EmbedderChoice) -> str:
     return "local" if choice.id == LEGACY_EMBEDDER else choice.id
+
+
+def _unrecorded(dims: int) -> StoreEmbedding:
+    return StoreEmbedding(LEGACY_EMBEDDER if dims == LEGACY_DIMS else UNKNOWN_EMBEDDER, dims, False)
 
 
 def _record(data: Any) -> tuple[str, int] | None:
@@ -102,7 +108,7 @@ def edge_embedding(shard: Path) -> StoreEmbedding | None:
     if dims is None:
         raise ConfigError(f"The vector store at {shard} has a configuration this version cannot read "
                           "(edge_config.json without a vector size).")
-    return StoreEmbedding(LEGACY_EMBEDDER, dims, False)
+    return _unrecorded(dims)
 
 
 def record_edge_embedding(shard: Path, choice: EmbedderChoice) -> None:
@@ -167,7 +173,7 @@ def server_embedding(client: Any, name: str) -> StoreEmbedding:
         return StoreEmbedding(recorded[0], dims or recorded[1], True)
     if dims is None:
         raise ConfigError(f"Qdrant collection {name!r} has no unnamed dense vector; it was not made by Optimus.")
-    return StoreEmbedding(LEGACY_EMBEDDER, dims, False)
+    return _unrecorded(dims)
 
 
 def record_server_embedding(client: Any, name: str, choice: EmbedderChoice, **extra: Any) -> None:

@@ -174,8 +174,8 @@ def _connection(settings: Settings, provider: str, model: str) -> dict[str, Any]
     if provider == "openai":
         key = (_secret(settings, "openai_compatible_api_key") if url else None) or _secret(settings, "openai_api_key")
         if key is None and not url:
-            raise ConfigError(f"OPTIMUS_EMBEDDER={settings.embedder} needs OPENAI_API_KEY (or OPTIMUS_EMBEDDER_BASE_URL "
-                              "for an OpenAI-compatible server).")
+            raise ConfigError(f"OPTIMUS_EMBEDDER={settings.embedder} needs OPENAI_API_KEY (or "
+                              "OPTIMUS_EMBEDDER_BASE_URL for an OpenAI-compatible server).")
         # A server without authentication still needs a non-empty key for the OpenAI client.
         options["api_key"] = key or "unused"
     elif provider == "azure_openai":

@@ -127,10 +127,10 @@ def _vector_store_config(storage: Storage, choice: EmbedderChoice, qdrant_client
     register_vector_stores()
     assert storage.vector_path is not None
     _check_edge(storage.vector_path, choice)
-    shard = storage.vector_path / COLLECTION
-    found = collections.edge_embedding(shard)
-    if found is None or not found.recorded:
-        collections.record_edge_embedding(shard, choice)  # a new shard is created around its record
+    for name in (COLLECTION, collections.ENTITIES):  # mem0 creates the entity shard later, around its record
+        found = collections.edge_embedding(storage.vector_path / name)
+        if found is None or not found.recorded:
+            collections.record_edge_embedding(storage.vector_path / name, choice)
     return {
         "provider": "qdrant_edge",
         "config": {"collection_name": COLLECTION, "path": str(storage.vector_path), "embedding_model_dims": dims},
