@@ -23,7 +23,7 @@ from core.audit import AuditLog
 from core.config import load_settings
 from core.db import make_engine, migrate, sqlite_url
 from core.errors import ConfigError, ProviderUnavailable
-from core.memory.collections import COLLECTION, JOURNAL_FILE, STAGING_DIR, edge_embedding
+from core.memory.store_embedding import COLLECTION, JOURNAL_FILE, STAGING_DIR, edge_embedding
 from core.memory.engine import build_memory_service, reembed_store
 from core.memory.service import MemoryService
 from core.memory.types import Scope

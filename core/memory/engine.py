@@ -7,7 +7,7 @@ the bundled MiniLM ("optimus_local" provider) or any provider of mem0's ``Embedd
 mem0's LLM is a "null" provider: Optimus's own two-phase pipeline does the inference, never mem0.
 
 Before mem0 opens the store, the store is checked against the embedder
-(:mod:`core.memory.collections`): a store filled by another embedder stops the start with both
+(:mod:`core.memory.store_embedding`): a store filled by another embedder stops the start with both
 sizes and the re-embed command, and so does a re-embed that was interrupted.
 """
 
@@ -23,11 +23,11 @@ from sqlalchemy import Engine
 from core.audit import AuditLog
 from core.config import Settings
 from core.errors import ConfigError, StoreUnavailable
-from core.memory import collections
-from core.memory.collections import COLLECTION
+from core.memory import store_embedding as stores
 from core.memory.embedders import EmbedderChoice, choose_embedder, mem0_config, missing_package
 from core.memory.history import SqlHistory
 from core.memory.service import MemoryService
+from core.memory.store_embedding import COLLECTION
 from core.storage import Storage
 
 if TYPE_CHECKING:
@@ -51,12 +51,12 @@ def qdrant_client_for(settings: Settings) -> Any:
 def _checked_server_collection(client: Any, choice: EmbedderChoice) -> tuple[str | None, bool]:
     """The collection ``memories`` resolves to (None: none yet) and whether it records its embedder;
     :class:`ConfigError` if another embedder filled it or a re-embed is half done."""
-    name = collections.resolve_collection(client, COLLECTION)
+    name = stores.resolve_collection(client, COLLECTION)
     if name is None:
-        collections.interrupted_server_reembeds(client)
+        stores.interrupted_server_reembeds(client)
         return None, False
-    found = collections.server_embedding(client, name)
-    collections.check_embedder(found, choice, where=f"Qdrant collection {name!r}")
+    found = stores.server_embedding(client, name)
+    stores.check_embedder(found, choice, where=f"Qdrant collection {name!r}")
     return name, found.recorded
 
 
@@ -66,24 +66,24 @@ def _server_collection(client: Any, choice: EmbedderChoice) -> str:
 
     name, recorded = _checked_server_collection(client, choice)
     if name is None:
-        record = {collections.META_KEY: {"embedder": choice.id, "dims": choice.dims}}
+        record = {stores.META_KEY: {"embedder": choice.id, "dims": choice.dims}}
         ensure_memory_collections(client, COLLECTION, choice.dims, metadata=record)
         return COLLECTION
     ensure_memory_collections(client, name, choice.dims)
     if not recorded:
         try:
-            collections.record_server_embedding(client, name, choice)
+            stores.record_server_embedding(client, name, choice)
         except Exception as exc:  # a server without collection metadata: the size check still guards it
             log.warning("could not record the embedder in Qdrant collection %r: %s", name, type(exc).__name__)
     return name
 
 
 def _check_edge(vectors: Path, choice: EmbedderChoice) -> None:
-    collections.check_no_interrupted_reembed(vectors)
-    for name in (COLLECTION, collections.ENTITIES):
-        found = collections.edge_embedding(vectors / name)
+    stores.check_no_interrupted_reembed(vectors)
+    for name in (COLLECTION, stores.ENTITIES):
+        found = stores.edge_embedding(vectors / name)
         if found is not None:
-            collections.check_embedder(found, choice, where=f"Qdrant Edge shard {vectors / name}")
+            stores.check_embedder(found, choice, where=f"Qdrant Edge shard {vectors / name}")
 
 
 def check_store(settings: Settings, storage: Storage, *, qdrant_client: Any | None = None) -> EmbedderChoice:
@@ -127,10 +127,10 @@ def _vector_store_config(storage: Storage, choice: EmbedderChoice, qdrant_client
     register_vector_stores()
     assert storage.vector_path is not None
     _check_edge(storage.vector_path, choice)
-    for name in (COLLECTION, collections.ENTITIES):  # mem0 creates the entity shard later, around its record
-        found = collections.edge_embedding(storage.vector_path / name)
+    for name in (COLLECTION, stores.ENTITIES):  # mem0 creates the entity shard later, around its record
+        found = stores.edge_embedding(storage.vector_path / name)
         if found is None or not found.recorded:
-            collections.record_edge_embedding(storage.vector_path / name, choice)
+            stores.record_edge_embedding(storage.vector_path / name, choice)
     return {
         "provider": "qdrant_edge",
         "config": {"collection_name": COLLECTION, "path": str(storage.vector_path), "embedding_model_dims": dims},

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import AppError, ConfigError, ProviderUnavailable, StoreUnavailable
-from core.memory.collections import (
+from core.memory.store_embedding import (
     COLLECTION,
     ENTITIES,
     ENTITIES_SUFFIX,
