@@ -125,7 +125,8 @@ def create_backup(runtime: Runtime, target_dir: Path | str) -> BackupReport:
             "qdrant_edge": _version("qdrant-edge-py"),
             "collection": store.collection_name,
             "embedding_dims": store.embedding_model_dims,
-            "embedder": runtime.settings.embedder_backend,
+            "embedder": runtime.settings.embedder,  # the vector space; the shard's own record says the same
+            "embedder_backend": runtime.settings.embedder_backend,
             "counts": asdict(counts),
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

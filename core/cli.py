@@ -9,12 +9,14 @@
     python -m core apikey revoke --username alice --key-id KEY_ID
     python -m core backup --to /var/backups/optimus                  # app stopped (embedded mode)
     python -m core restore --from ARCHIVE --data-dir NEW_EMPTY_DIR
+    python -m core reembed [--batch-size 100]                        # app stopped; after changing OPTIMUS_EMBEDDER
 
 Passwords are read from a prompt, or from stdin when piped — never from argv, which other local
 users can read in the process list. Every command opens the one :class:`~core.runtime.Runtime`
 (the composition root) with the same settings as the app. In embedded mode the Qdrant Edge shard
 belongs to one process: run ``backup`` while the app is stopped, or use the admin page's
-*Create backup* in the running app.
+*Create backup* in the running app. ``reembed`` moves the vector store to the embedder now
+configured (:mod:`core.memory.reembed`); stop every app and API process first.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("--key-id", required=True)
     backup = commands.add_parser("backup", help="write one consistent archive of this install")
     backup.add_argument("--to", required=True, type=Path, help="directory for the archive")
+    reembed = commands.add_parser("reembed", help="re-embed every memory with the configured embedder "
+                                                  "(OPTIMUS_EMBEDDER); run with the app stopped")
+    reembed.add_argument("--batch-size", type=int, default=100, help="texts per embedder request (default 100)")
     restore = commands.add_parser("restore", help="unpack an archive into a new, empty data directory")
     restore.add_argument("--from", dest="archive", required=True, type=Path)
     restore.add_argument("--data-dir", required=True, type=Path)
@@ -92,7 +97,9 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None) -> int:
             print("OPTIMUS_STORAGE=ephemeral keeps nothing between runs; there is nothing to manage.",
                   file=sys.stderr)
             return 2
-        runtime = open_runtime(settings)
+        # Only memory commands need the vector store, and they check it when they open it; the
+        # others (an admin locked out, say) must work while the embedder is being changed.
+        runtime = open_runtime(settings, check_embedder=False)
     except AppError as exc:
         print(exc.message, file=sys.stderr)
         return 2
@@ -118,6 +125,13 @@ def _run(runtime: Runtime, args: argparse.Namespace, stdin: TextIO) -> int:
         print(f"Wrote {report.path} ({report.bytes / 2**20:.1f} MiB in {report.seconds:.1f} s): {c.users} users, "
               f"{c.conversations} conversations, {c.messages} messages, {c.memories} memories, "
               f"{c.history} history rows.")
+        return 0
+    if args.command == "reembed":
+        from core.memory.engine import reembed_store
+
+        report = reembed_store(runtime.settings, runtime.storage, batch_size=args.batch_size,
+                               progress=lambda line: print(line, flush=True))
+        print(report.summary())
         return 0
     user = runtime.users.find_by_username(args.username)
     if user is None:

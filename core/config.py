@@ -87,6 +87,9 @@ SDK_KEY_NAMES = {
     "MISTRAL_API_KEY": "mistral_api_key",
     "XAI_API_KEY": "xai_api_key",
     "TOGETHER_API_KEY": "together_api_key",
+    "AZURE_OPENAI_API_KEY": "azure_openai_api_key",
+    "HUGGINGFACE_API_KEY": "huggingface_api_key",
+    "HF_TOKEN": "huggingface_api_key",
     "OLLAMA_BASE_URL": "ollama_base_url",
 }
 
@@ -132,6 +135,17 @@ class Settings(BaseSettings):
     embedder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         "onnx", description="Local embedding runtime for the bundled MiniLM (onnx is exported from it once)."
     )
+    embedder: str = Field(
+        "local", min_length=1,
+        description="'local' (the bundled MiniLM) or '<mem0 provider>:<model>', e.g. openai:text-embedding-3-small, "
+                    "ollama:nomic-embed-text. Changing it needs `python -m core reembed`.")
+    embedding_dims: int | None = Field(
+        None, gt=0, le=65_536,
+        description="Size of the embedder's vectors; needed when the model is not in the table of known models.")
+    embedder_base_url: str | None = Field(
+        None, description="Server of the embedder: an OpenAI-compatible endpoint, Ollama, LM Studio, a TEI server, "
+                          "or the Azure OpenAI resource endpoint.")
+    embedder_api_version: str | None = Field(None, description="Azure OpenAI API version for the embedder.")
     db_connect_timeout: float = Field(5.0, gt=0, le=120)
     # --- model providers: keys keep the names their SDKs use; OPTIMUS_-prefixed names work too
     openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "OPTIMUS_OPENAI_API_KEY"))
@@ -145,6 +159,11 @@ class Settings(BaseSettings):
     xai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("XAI_API_KEY", "OPTIMUS_XAI_API_KEY"))
     together_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("TOGETHER_API_KEY", "OPTIMUS_TOGETHER_API_KEY"))
+    azure_openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AZURE_OPENAI_API_KEY", "OPTIMUS_AZURE_OPENAI_API_KEY"))
+    huggingface_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("HUGGINGFACE_API_KEY", "HF_TOKEN", "OPTIMUS_HUGGINGFACE_API_KEY"),
+        description="Token for a Hugging Face text-embeddings-inference server (embedder only).")
     ollama_base_url: str | None = Field(
         None, validation_alias=AliasChoices("OLLAMA_BASE_URL", "OPTIMUS_OLLAMA_BASE_URL"),
         description="e.g. http://localhost:11434/v1")
@@ -229,6 +248,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("embedding_dims", "embedder_base_url", "embedder_api_version", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # docker compose passes ${VAR:-} through as an empty string: that means "not set".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder_id(cls, value: str) -> str:
+        value = value.strip()
+        if value == "local":
+            return value
+        provider, sep, model = value.partition(":")
+        if not sep or not provider.strip() or not model.strip():
+            raise ValueError("use 'local' or '<provider>:<model>', e.g. openai:text-embedding-3-small")
+        return f"{provider.strip().lower()}:{model.strip()}"
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -224,11 +224,19 @@ class Runtime:
         self.storage.close()
 
 
-def open_runtime(settings: Settings | None = None) -> Runtime:
-    """Open storage (migrating it), the services on top, and run retention once."""
+def open_runtime(settings: Settings | None = None, *, check_embedder: bool = True) -> Runtime:
+    """Open storage (migrating it), the services on top, and run retention once.
+
+    With ``check_embedder`` (the default) a vector store filled by another embedder than the
+    configured one stops the start here (``python -m core reembed`` opens it without the check).
+    """
     settings = settings or get_settings()
     storage = open_storage(settings)
     try:
+        if check_embedder:
+            from core.memory.engine import check_store
+
+            check_store(settings, storage)
         jwt_secret = resolve_jwt_secret(settings, storage.data_dir if storage.mode == "ephemeral" else None)
         convs = ConversationStore(
             storage.engine,

@@ -94,8 +94,8 @@ def check_dimensions(embedder_dims: int, store_dims: int) -> None:
         raise ConfigError(
             f"The vector collection was created for {store_dims}-d embeddings but the configured embedder "
             f"produces {embedder_dims}-d; searching it would fail or return nonsense. Either configure the "
-            f"embedder that filled the collection, or re-embed: export the memories, delete the collection "
-            f"(or point to a new one) and import them again so it is recreated with {embedder_dims} dimensions."
+            f"embedder that filled the collection, or re-embed every memory into a {embedder_dims}-d collection "
+            f"with `python -m core reembed` (app stopped)."
         )
 
 

@@ -176,7 +176,7 @@ class _Shard:
                 self.edge = qe.EdgeShard.load(str(self.path))
         except Exception as exc:  # the bindings raise bare Exception with the Rust error text
             raise _translate_open_error(self.path, exc) from exc
-        self.dims = _stored_dims(self.path) if not created else config.embedding_model_dims
+        self.dims = stored_dims(self.path) if not created else config.embedding_model_dims
         _create_payload_indexes(self.edge)
         self._check_dims(config)
         return self.edge
@@ -186,7 +186,7 @@ class _Shard:
             raise ConfigError(
                 f"vector store collection {self.path.name!r}: dims mismatch, it holds {self.dims}-d vectors "
                 f"but embedding_model_dims is {config.embedding_model_dims}. Use the embedder the collection "
-                f"was built with, or a new collection_name."
+                f"was built with, or re-embed it (`python -m core reembed`)."
             )
 
     def close(self) -> None:
@@ -234,7 +234,7 @@ def _translate_open_error(path: Path, exc: Exception) -> Exception:
     return StoreUnavailable(f"The vector store at {path} could not be opened: {text}", detail={"path": str(path)})
 
 
-def _stored_dims(path: Path) -> int | None:
+def stored_dims(path: Path) -> int | None:
     """Dense vector size recorded in the shard's edge_config.json (None if the layout is unexpected)."""
     try:
         stored = json.loads((path / "edge_config.json").read_text())

@@ -111,18 +111,19 @@ def ensure_collection(
     hnsw_ef_construct: int = 100,
     full_scan_threshold: int = 10_000,
     on_disk: bool = False,
+    metadata: dict[str, Any] | None = None,
 ) -> bool:
     """Create ``name`` in the layout mem0's qdrant store expects, before mem0 touches it.
 
-    Returns True if it was created. An existing collection is kept (its payload indexes are
-    completed); one holding vectors of another size raises ``ConfigError``.
+    Returns True if it was created (with ``metadata``). An existing collection is kept (its payload
+    indexes are completed); one holding vectors of another size raises ``ConfigError``.
     """
     if client.collection_exists(name):
-        existing = _dense_size(client.get_collection(name))
+        existing = dense_size(client.get_collection(name))
         if existing is not None and existing != dims:
             raise ConfigError(
                 f"Qdrant collection {name!r}: dims mismatch, it holds {existing}-d vectors but the embedder "
-                f"produces {dims}-d. Use the embedder it was built with, or a new collection name."
+                f"produces {dims}-d. Use the embedder it was built with, or run `python -m core reembed`."
             )
         created = False
     else:
@@ -134,6 +135,7 @@ def ensure_collection(
                 m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=full_scan_threshold
             ),
             quantization_config=quantization_config(quantization, query_encoding),
+            metadata=metadata,
         )
         created = True
     for field_name, schema in payload_indexes().items():
@@ -147,7 +149,7 @@ def ensure_memory_collections(client: QdrantClient, name: str, dims: int, **opti
     ensure_collection(client, f"{name}_entities", dims, **options)
 
 
-def _dense_size(info: models.CollectionInfo) -> int | None:
+def dense_size(info: models.CollectionInfo) -> int | None:
     vectors = info.config.params.vectors
     if isinstance(vectors, models.VectorParams):
         return vectors.size
