@@ -25,7 +25,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from core.errors import ConfigError, ValidationError
-from core.memory.registry import EDGE_PROVIDER, null_llm_config, register_null_llm, register_vector_stores
+from core.memory.mem0_adapter import EDGE_PROVIDER, null_llm_config, register_null_llm, register_vector_stores
 from core.memory.vector_edge import QdrantEdgeStore
 from core.memory.vector_server import (
     RescoringQdrantClient,

@@ -34,11 +34,10 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 from mem0.embeddings.base import EmbeddingBase
-from mem0.embeddings.configs import EmbedderConfig
-from mem0.utils.factory import EmbedderFactory
-from pydantic import field_validator
 
 from core.errors import ConfigError, ValidationError
+from core.memory import mem0_adapter
+from core.memory.mem0_adapter import RegisteredEmbedderConfig
 
 log = logging.getLogger(__name__)
 
@@ -399,16 +398,12 @@ def get_embedder(backend: Backend | None = None, *, cache_dir: Path | None = Non
 
 # --- mem0 -------------------------------------------------------------------------------------
 
-_register_lock = threading.Lock()
-
-
 def register_embedder() -> None:
     """Add the ``"optimus_local"`` provider to mem0's ``EmbedderFactory`` (idempotent)."""
-    with _register_lock:
-        EmbedderFactory.provider_to_class[PROVIDER_NAME] = f"{__name__}.OptimusMem0Embedding"
+    mem0_adapter.register_embedder(PROVIDER_NAME, f"{__name__}.OptimusMem0Embedding")
 
 
-def mem0_embedder_config(backend: Backend | None = None, *, cache_dir: Path | None = None) -> EmbedderConfig:
+def mem0_embedder_config(backend: Backend | None = None, *, cache_dir: Path | None = None) -> RegisteredEmbedderConfig:
     """An ``EmbedderConfig`` for ``MemoryConfig(embedder=...)`` that selects our provider.
 
     mem0's ``EmbedderConfig`` rejects provider names it does not list, so this returns an instance
@@ -424,17 +419,6 @@ def mem0_embedder_config(backend: Backend | None = None, *, cache_dir: Path | No
         provider=PROVIDER_NAME,
         config={"model": MODEL_NAME, "embedding_dims": EMBEDDING_DIMS, "model_kwargs": model_kwargs},
     )
-
-
-class RegisteredEmbedderConfig(EmbedderConfig):
-    """mem0's ``EmbedderConfig``, also accepting providers registered in ``EmbedderFactory``."""
-
-    @field_validator("config")
-    def validate_config(cls, v, values):  # noqa: N805 - same name replaces mem0's validator
-        provider = values.data.get("provider")
-        if provider in EmbedderFactory.provider_to_class:
-            return v
-        raise ValueError(f"Unsupported embedding provider: {provider}")
 
 
 class OptimusMem0Embedding(EmbeddingBase):

@@ -36,6 +36,7 @@ from typing import Any
 from core.config import Settings
 from core.errors import ConfigError
 from core.memory import embedder as local
+from core.memory.mem0_adapter import RegisteredEmbedderConfig, embedder_providers
 
 LOCAL = "local"
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -139,13 +140,11 @@ def choose_embedder(settings: Settings) -> EmbedderChoice:
         config = local.mem0_embedder_config(settings.embedder_backend, cache_dir=settings.model_cache).config
         return EmbedderChoice(local.PROVIDER_NAME, local.MODEL_NAME, local.EMBEDDING_DIMS, dict(config or {}))
 
-    from mem0.utils.factory import EmbedderFactory
-
     provider, _, model = settings.embedder.partition(":")
     if provider in _REFUSED:
         raise ConfigError(f"OPTIMUS_EMBEDDER={settings.embedder}: the {provider!r} embedder is not supported: "
                           f"{_REFUSED[provider]}.")
-    offered = sorted(set(EmbedderFactory.provider_to_class) - set(_REFUSED) - {local.PROVIDER_NAME})
+    offered = sorted(embedder_providers() - set(_REFUSED) - {local.PROVIDER_NAME})
     if provider not in offered:
         raise ConfigError(f"OPTIMUS_EMBEDDER={settings.embedder}: unknown embedder provider {provider!r}; use 'local' "
                           f"or one of mem0's: {', '.join(offered)} (as '<provider>:<model>').")
@@ -219,7 +218,7 @@ def _connection(settings: Settings, provider: str, model: str) -> dict[str, Any]
 def mem0_config(choice: EmbedderChoice) -> Any:
     """The ``embedder`` entry of a mem0 ``MemoryConfig`` for ``choice``."""
     local.register_embedder()
-    return local.RegisteredEmbedderConfig(provider=choice.provider, config=dict(choice.config))
+    return RegisteredEmbedderConfig(provider=choice.provider, config=dict(choice.config))
 
 
 def missing_package(exc: ImportError, choice: EmbedderChoice) -> ConfigError:

@@ -122,7 +122,7 @@ def _vector_store_config(storage: Storage, choice: EmbedderChoice, qdrant_client
         except Exception as exc:
             raise StoreUnavailable(f"Qdrant server: could not prepare the '{COLLECTION}' collection: {exc}") from exc
         return mem0_vector_store_config(client, name, dims), client
-    from core.memory.registry import register_vector_stores
+    from core.memory.mem0_adapter import register_vector_stores
 
     register_vector_stores()
     assert storage.vector_path is not None
@@ -162,7 +162,7 @@ def build_memory(settings: Settings, storage: Storage, *, qdrant_client: Any | N
     from mem0.configs.base import MemoryConfig
 
     from core.logs import quiet_mem0
-    from core.memory.registry import null_llm_config
+    from core.memory.mem0_adapter import null_llm_config
 
     quiet_mem0()  # mem0 logs memory text (every update at INFO); nothing it says may reach our logs
     choice = choose_embedder(settings)

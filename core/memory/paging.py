@@ -49,7 +49,9 @@ def engine_reads(store: Any) -> EngineReads:
     """The :class:`EngineReads` of a mem0 vector store we configured."""
     if all(callable(getattr(store, name, None)) for name in ("count", "ids", "newest", "facet")):
         return store
-    if getattr(store, "client", None) is not None and hasattr(store, "_create_filter"):
+    from core.memory.mem0_adapter import has_server_filter
+
+    if has_server_filter(store):
         from core.memory.vector_server import ServerReads
 
         return ServerReads(store)

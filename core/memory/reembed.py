@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import AppError, ConfigError, ProviderUnavailable, StoreUnavailable
+from core.memory.embedders import EmbedderChoice
 from core.memory.store_embedding import (
     COLLECTION,
     ENTITIES,
@@ -55,7 +56,6 @@ from core.memory.store_embedding import (
     server_meta,
     write_atomically,
 )
-from core.memory.embedders import EmbedderChoice
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from typing import Any
 from core.errors import NotFound, StoreUnavailable, ValidationError
 from core.memory.history import SqlHistory, attribution, deleting
 from core.memory.limits import check_id, check_metadata, check_plain, clean_labels
+from core.memory.mem0_adapter import attach_history, lemmatize_for_bm25
 from core.memory.paging import EngineReads, engine_reads, page_newest
 from core.memory.records import (
     ID_RE,
@@ -68,7 +69,7 @@ class MemoryService(MemoryRecovery, MemoryRetrieval, MemoryUpkeep):
     def __init__(self, memory: Any, history: SqlHistory, *, clock: Callable[[], datetime] | None = None) -> None:
         self._m = memory
         self.history_store = history
-        memory.db = history  # mem0 writes its history through .db
+        attach_history(memory, history)  # mem0 writes its history to our database
         self._clock = clock or (lambda: datetime.now(UTC))
         self._write_lock = threading.RLock()
 
@@ -321,8 +322,6 @@ class MemoryService(MemoryRecovery, MemoryRetrieval, MemoryUpkeep):
         """Write memories straight to the vector store with their ADD history rows, exactly as
         ``mem0.Memory.add(infer=False)`` would, but in one embedding call and one insert. All or
         nothing: if the store or history fails, the points are taken back out."""
-        from mem0.utils.lemmatization import lemmatize_for_bm25
-
         texts = [text for text, _, _ in items]
         vectors = self._call(self._m.embedding_model.embed_batch, texts, "add")
         if len(vectors) != len(texts):

@@ -35,6 +35,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
 from core.errors import ConfigError
+from core.memory.mem0_adapter import server_filter, set_keyword_encoder, wrap_filters
 from core.memory.paging import EXPIRES, LIVE_ON
 from core.memory.vector_edge import (
     CREATED_AT,
@@ -254,33 +255,34 @@ def enable_keyword_search(store: Any) -> Any:
 
     Call before the first insert, so every point carries its sparse vector. Returns ``store``.
     """
-    store._bm25_encoder = Bm25SparseEncoder()
-    return store
+    return set_keyword_encoder(store, Bm25SparseEncoder())
 
 
 def match_wildcard_as_present(store: Any) -> Any:
     """Make ``{"field": "*"}`` in mem0's Qdrant store match points where the field has a value (mem0
     skips the condition, matching points without the field too), and teach it :data:`LIVE_ON`
     ("not expired on this day", evaluated by Qdrant). Returns ``store``."""
-    build = store._build_field_condition
-    create = store._create_filter
 
-    def field_condition(key: str, value: Any) -> Any:
-        if isinstance(value, str) and value == "*":
-            return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))])
-        return build(key, value)
+    def field_condition(build: Any) -> Any:
+        def condition(key: str, value: Any) -> Any:
+            if isinstance(value, str) and value == "*":
+                return models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))])
+            return build(key, value)
 
-    def create_filter(filters: dict | None) -> Any:
-        if not filters or LIVE_ON not in filters:
-            return create(filters)
-        rest = {k: v for k, v in filters.items() if k != LIVE_ON}
-        live = live_filter(live_day(filters[LIVE_ON]))
-        flt = create(rest) if rest else None
-        return live if flt is None else models.Filter(must=[flt, live])
+        return condition
 
-    store._build_field_condition = field_condition
-    store._create_filter = create_filter
-    return store
+    def create_filter(create: Any) -> Any:
+        def build_filter(filters: dict | None) -> Any:
+            if not filters or LIVE_ON not in filters:
+                return create(filters)
+            rest = {k: v for k, v in filters.items() if k != LIVE_ON}
+            live = live_filter(live_day(filters[LIVE_ON]))
+            flt = create(rest) if rest else None
+            return live if flt is None else models.Filter(must=[flt, live])
+
+        return build_filter
+
+    return wrap_filters(store, field_condition, create_filter)
 
 
 def live_filter(live_on: date) -> models.Filter:
@@ -306,7 +308,7 @@ class ServerReads:
         self._collection = store.collection_name
 
     def _filter(self, filters: dict | None, live_on: date | None) -> models.Filter | None:
-        flt = self._store._create_filter(filters) if filters else None
+        flt = server_filter(self._store, filters)
         if live_on is None:
             return flt
         live = live_filter(live_on)
