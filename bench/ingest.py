@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.memory.embedder import LocalEmbedder, get_embedder, onnx_cache_dir
     from core.memory.history import SqlHistory, attribution
     from core.memory.types import Scope
-    from core.memory.vector_edge import QdrantEdgeStore, close_all_shards
+    from core.memory.edge_shards import close_all_shards
+    from core.memory.vector_edge import QdrantEdgeStore
 
     model_cache = args.model_cache or load_settings().model_cache
     started, load_start = time.perf_counter(), load_text()

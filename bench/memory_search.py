@@ -782,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.part in ("vectors", "all"):
             report += part_vectors(args, tmp / "vectors")
     finally:
-        from core.memory.vector_edge import close_all_shards
+        from core.memory.edge_shards import close_all_shards
 
         close_all_shards()
         if args.keep:

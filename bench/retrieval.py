@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.config import load_settings
     from core.memory.types import NewMemory, Scope
-    from core.memory.vector_edge import close_all_shards
+    from core.memory.edge_shards import close_all_shards
 
     memories, queries = build_set(args.seed, args.people, args.things, args.queries)
     if args.dump:

@@ -94,7 +94,7 @@ def _record(data: Any) -> tuple[str, int] | None:
 
 def edge_embedding(shard: Path) -> StoreEmbedding | None:
     """What the Edge shard at ``shard`` holds, or None when there is no shard there."""
-    from core.memory.vector_edge import stored_dims
+    from core.memory.edge_shards import stored_dims
 
     if not (shard / "edge_config.json").is_file():
         return None

@@ -26,18 +26,13 @@ Damaged payloads
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
-import math
 import shutil
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,23 +41,20 @@ from mem0.vector_stores.base import VectorStoreBase
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import ConfigError, StoreUnavailable, ValidationError
-from core.memory.paging import EXPIRES, LIVE_ON
+from core.memory.edge_filters import build_filter, with_live
+from core.memory.edge_reads import EdgeEngineReads, VectorHit, hit
+from core.memory.edge_shards import shard_for, undecodable
+from core.memory.fields import (
+    DENSE,
+    SPARSE,
+)
 
 logger = logging.getLogger(__name__)
 
 Quantization = Literal["none", "1bit", "1.5bit", "2bit"]
 QueryEncoding = Literal["default", "binary", "scalar4bits", "scalar8bits"]
 
-DENSE = ""
-SPARSE = "bm25"
 
-# Payload fields mem0 and Optimus filter on. ``owner_id`` is the tenant key: a tenant index keeps
-# each owner's points together on disk and lets the planner search one owner's subgraph.
-KEYWORD_FIELDS = ("user_id", "agent_id", "run_id", "actor_id", "type", "tags", "people", "hash")
-TENANT_FIELD = "owner_id"
-INTEGER_FIELDS = ("importance",)
-DATETIME_FIELDS = ("created_at", "updated_at", "expires_at", "expiration_date")  # ISO-8601 strings (mem0)
-TEXT_FIELD = "data"  # lowercase word index: backs ``icontains`` on the memory text
 
 _ENCODINGS = {
     "1bit": qe.BinaryQuantizationEncoding.OneBit,
@@ -137,327 +129,8 @@ class QdrantEdgeConfig(BaseModel):
         )
 
 
-@dataclass(frozen=True)
-class VectorHit:
-    """One stored point as mem0 reads it: ``id`` (uuid string), ``score`` (higher = more similar), ``payload``."""
-
-    id: str
-    score: float | None
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-# Process-wide shard registry
-
-
-class _Shard:
-    """One open Edge shard, shared by every store object of this process that points at its directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.RLock()
-        self.edge: qe.EdgeShard | None = None
-        self.dims: int | None = None
-        self.written_since_optimize = 0
-        self.rebuild_problem: str | None = None  # why the last index rebuild failed, until one succeeds
-        self.bm25 = qe.Bm25()
-
-    def open(self, config: QdrantEdgeConfig) -> qe.EdgeShard:
-        """Load the shard, creating it (with payload indexes) when the directory holds none."""
-        if self.edge is not None:
-            self._check_dims(config)
-            return self.edge
-        created = not (self.path / "edge_config.json").exists()
-        try:
-            if created:
-                self.path.mkdir(parents=True, exist_ok=True)
-                self.edge = qe.EdgeShard.create(str(self.path), config.edge_config())
-            else:
-                self.edge = qe.EdgeShard.load(str(self.path))
-        except Exception as exc:  # the bindings raise bare Exception with the Rust error text
-            raise _translate_open_error(self.path, exc) from exc
-        self.dims = stored_dims(self.path) if not created else config.embedding_model_dims
-        _create_payload_indexes(self.edge)
-        self._check_dims(config)
-        return self.edge
-
-    def _check_dims(self, config: QdrantEdgeConfig) -> None:
-        if self.dims is not None and self.dims != config.embedding_model_dims:
-            raise ConfigError(
-                f"vector store collection {self.path.name!r}: dims mismatch, it holds {self.dims}-d vectors "
-                f"but embedding_model_dims is {config.embedding_model_dims}. Use the embedder the collection "
-                f"was built with, or re-embed it (`python -m core reembed`)."
-            )
-
-    def close(self) -> None:
-        if self.edge is not None:
-            try:
-                self.edge.close()  # flushes
-            finally:
-                self.edge = None
-
-
-_registry_lock = threading.Lock()
-_shards: dict[Path, _Shard] = {}
-
-
-def _shard_for(path: Path) -> _Shard:
-    key = path.resolve()
-    with _registry_lock:
-        shard = _shards.get(key)
-        if shard is None:
-            shard = _shards[key] = _Shard(key)
-        return shard
-
-
-@atexit.register
-def close_all_shards() -> None:
-    """Flush and close every shard this process opened (also run at interpreter exit)."""
-    with _registry_lock:
-        shards = list(_shards.values())
-    for shard in shards:
-        with shard.lock:
-            try:
-                shard.close()
-            except Exception:  # at exit there is nobody left to tell
-                logger.exception("closing Edge shard %s failed", shard.path)
-
-
-def _translate_open_error(path: Path, exc: Exception) -> Exception:
-    text = str(exc)
-    if "WouldBlock" in text or "Can't init WAL" in text:
-        return StoreUnavailable(
-            f"The vector store at {path} is in use by another process. Only one Optimus process may open "
-            f"an embedded (Qdrant Edge) store; stop the other one or use the Qdrant server backend.",
-            detail={"path": str(path), "error": text},
-        )
-    return StoreUnavailable(f"The vector store at {path} could not be opened: {text}", detail={"path": str(path)})
-
-
-def stored_dims(path: Path) -> int | None:
-    """Dense vector size recorded in the shard's edge_config.json (None if the layout is unexpected)."""
-    try:
-        stored = json.loads((path / "edge_config.json").read_text())
-        vectors = stored.get("vectors") or stored.get("vector_data") or {}
-        params = vectors.get(DENSE, vectors) if isinstance(vectors, dict) else {}
-        size = params.get("size")
-        return int(size) if size is not None else None
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _create_payload_indexes(edge: qe.EdgeShard) -> None:
-    """Create the payload indexes this version filters on that the shard does not have yet (a new
-    shard gets them all; an older one gets those added since, e.g. the expiry index)."""
-    existing = set(edge.info().payload_schema)
-    wanted: list[tuple[str, Any]] = [(TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True))]
-    wanted += [(name, qe.PayloadSchemaType.Keyword) for name in KEYWORD_FIELDS]
-    wanted += [(name, qe.PayloadSchemaType.Integer) for name in INTEGER_FIELDS]
-    wanted += [(name, qe.PayloadSchemaType.Datetime) for name in DATETIME_FIELDS]
-    wanted.append((TEXT_FIELD, qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)))
-    for name, params in wanted:
-        if name in existing:
-            continue
-        try:
-            edge.update(qe.UpdateOperation.create_field_index(name, params))
-        except BaseException as exc:  # indexing reads every payload; a damaged one must not stop the start
-            if not _undecodable(exc):
-                raise
-            logger.warning("Edge shard: could not index %r, a stored payload cannot be decoded", name)
-
-
-# ---------------------------------------------------------------------------------------------
-# mem0 filter dialect -> Edge filter
-
-
-def build_filter(filters: dict[str, Any] | None) -> qe.Filter | None:
-    """Translate mem0's filter dialect to an Edge ``Filter``; unknown operators raise ``ValidationError``.
-
-    Dialect (mem0/memory/main.py ``search``/``get_all`` docs and mem0's qdrant store):
-    ``{"f": v}`` equality (a list means "any of"), ``{"f": "*"}`` field present,
-    ``{"f": {"eq"|"ne"|"in"|"nin"|"gt"|"gte"|"lt"|"lte"|"contains"|"icontains": v}}`` (several operators
-    on one field are AND-ed), ranges on numbers or ISO-8601 dates, and ``AND``/``OR``/``NOT`` (or mem0's
-    ``$and``/``$or``/``$not``) over lists of filters.
-    """
-    if not filters:
-        return None
-    if not isinstance(filters, dict):
-        raise ValidationError(f"filters must be a dict, got {type(filters).__name__}", field="filters")
-    logical = {"AND": "AND", "$and": "AND", "OR": "OR", "$or": "OR", "NOT": "NOT", "$not": "NOT"}
-    must: list[Any] = []
-    should: list[Any] = []
-    must_not: list[Any] = []
-    seen_logical: set[str] = set()
-    for key, value in filters.items():
-        op = logical.get(key)
-        if key == LIVE_ON:  # not expired on that day: in the engine, so expired memories take no slot
-            must.append(_live_condition(live_day(value)))
-            continue
-        if op is None:
-            must.extend(_field_conditions(key, value))
-            continue
-        # mem0 rewrites OR -> $or but keeps the original key too; evaluate each group once.
-        if op in seen_logical:
-            continue
-        seen_logical.add(op)
-        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            raise ValidationError(f"{key} takes a list of filter dicts", field=key)
-        subs = [sub for sub in (build_filter(item) for item in value) if sub is not None]
-        if op == "AND":
-            must.extend(subs)
-        elif op == "OR":
-            if not subs and value:
-                continue  # every alternative is "match all"
-            if not subs:
-                raise ValidationError("OR needs at least one condition", field=key)
-            must.append(qe.Filter(should=subs))
-        else:
-            must_not.extend(subs)
-    if not (must or should or must_not):
-        return None
-    return qe.Filter(must=must or None, should=should or None, must_not=must_not or None)
-
-
-_RANGE_OPS = ("gt", "gte", "lt", "lte")
-_OPERATORS = {"eq", "ne", "in", "nin", "contains", "icontains", *_RANGE_OPS}
-
-
-def _field_conditions(key: str, value: Any) -> list[Any]:
-    if not isinstance(key, str) or not key:
-        raise ValidationError(f"filter field names must be non-empty strings, got {key!r}", field="filters")
-    if not isinstance(value, dict):
-        return [_equals(key, value)]
-    unknown = set(value) - _OPERATORS
-    if unknown:
-        raise ValidationError(
-            f"unsupported filter operator(s) {sorted(unknown)} on {key!r}; supported: {sorted(_OPERATORS)}",
-            field=key,
-        )
-    if not value:
-        raise ValidationError(f"empty operator dict for {key!r}", field=key)
-    conditions: list[Any] = []
-    ranges = {op: value[op] for op in _RANGE_OPS if op in value}
-    if ranges:
-        conditions.append(qe.FieldCondition(key=key, range=_range(key, ranges)))
-    for op, operand in value.items():
-        if op in _RANGE_OPS:
-            continue
-        if op == "eq":
-            conditions.append(_equals(key, operand))
-        elif op == "ne":
-            # "not equal" also keeps points without the field, as SQL's IS DISTINCT FROM would.
-            conditions.append(qe.Filter(must_not=[_equals(key, operand)]))
-        elif op in ("in", "nin"):
-            if not isinstance(operand, (list, tuple, set)) or not operand:
-                raise ValidationError(f"{op!r} on {key!r} takes a non-empty list", field=key)
-            match = qe.FieldCondition(key=key, match=qe.MatchAny(_match_list(key, operand)))
-            conditions.append(match if op == "in" else qe.Filter(must_not=[match]))
-        elif op == "contains":
-            if not isinstance(operand, str) or not operand:
-                raise ValidationError(f"'contains' on {key!r} takes a non-empty string", field=key)
-            conditions.append(qe.FieldCondition(key=key, match=qe.MatchSubstring(operand)))
-        elif op == "icontains":
-            if not isinstance(operand, str) or not operand:
-                raise ValidationError(f"'icontains' on {key!r} takes a non-empty string", field=key)
-            if key != TEXT_FIELD:
-                # Qdrant matches case-insensitively only through a lowercase full-text index, which
-                # exists for the memory text alone; a case-sensitive match here would be a silent lie.
-                raise ValidationError(
-                    f"'icontains' is supported on {TEXT_FIELD!r} only (word match, case-insensitive); "
-                    f"use 'contains' (case-sensitive substring) on {key!r}",
-                    field=key,
-                )
-            conditions.append(qe.FieldCondition(key=key, match=qe.MatchText(operand)))
-    return conditions
-
-
-def _equals(key: str, value: Any) -> Any:
-    if value == "*":
-        return qe.Filter(must_not=[qe.IsEmptyCondition(key)])
-    if value is None:
-        return qe.IsNullCondition(key)
-    if isinstance(value, (list, tuple, set)):
-        if not value:
-            raise ValidationError(f"list filter on {key!r} is empty", field=key)
-        return qe.FieldCondition(key=key, match=qe.MatchAny(_match_list(key, value)))
-    if isinstance(value, bool) or isinstance(value, (int, str)):
-        return qe.FieldCondition(key=key, match=qe.MatchValue(value))
-    if isinstance(value, uuid.UUID):
-        return qe.FieldCondition(key=key, match=qe.MatchValue(str(value)))
-    if isinstance(value, float):
-        if value.is_integer():
-            return qe.FieldCondition(key=key, match=qe.MatchValue(int(value)))
-        return qe.FieldCondition(key=key, range=qe.RangeFloat(gte=value, lte=value))
-    raise ValidationError(f"cannot filter {key!r} on a {type(value).__name__}", field=key)
-
-
-def _match_list(key: str, values: Iterable[Any]) -> list[Any]:
-    items = [str(v) if isinstance(v, uuid.UUID) else v for v in values]
-    if all(isinstance(v, str) for v in items):
-        return items
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        return items
-    raise ValidationError(f"list filter on {key!r} must hold only strings or only integers", field=key)
-
-
-def _range(key: str, bounds: dict[str, Any]) -> Any:
-    values = list(bounds.values())
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        if any(isinstance(v, float) and math.isnan(v) for v in values):
-            raise ValidationError(f"NaN in range filter on {key!r}", field=key)
-        return qe.RangeFloat(**{op: float(v) for op, v in bounds.items()})
-    iso = {}
-    for op, v in bounds.items():
-        if isinstance(v, (datetime, date)):
-            iso[op] = v.isoformat()
-        elif isinstance(v, str):
-            try:
-                datetime.fromisoformat(v.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValidationError(
-                    f"range filter on {key!r}: {v!r} is neither a number nor an ISO-8601 date", field=key
-                ) from None
-            iso[op] = v
-        else:
-            raise ValidationError(f"range filter on {key!r}: cannot compare with {type(v).__name__}", field=key)
-    return qe.RangeDateTime(**iso)
-
-
-# ---------------------------------------------------------------------------------------------
-# The store
-
-
-CREATED_AT = "created_at"
-
-
-def live_day(value: Any) -> date:
-    try:
-        return value if isinstance(value, date) else date.fromisoformat(str(value))
-    except ValueError:
-        raise ValidationError(f"{LIVE_ON} takes an ISO date, got {value!r}", field="filters") from None
-
-
-def _live_condition(live_on: date) -> Any:
-    return qe.Filter(should=[qe.IsEmptyCondition(EXPIRES),
-                             qe.FieldCondition(key=EXPIRES, range=qe.RangeDateTime(gte=live_on.isoformat()))])
-
-
-def _with_live(flt: Any, live_on: date | None) -> Any:
-    """``flt`` narrowed to points not expired on ``live_on`` (no expiry, or one on or after that day)."""
-    if live_on is None:
-        return flt
-    live = _live_condition(live_on)
-    return live if flt is None else qe.Filter(must=[flt, live])
-
-
 class EnginePanic(RuntimeError):
     """The Edge engine panicked (pyo3's ``PanicException`` is a BaseException; this is an error)."""
-
-
-def _undecodable(exc: BaseException) -> bool:
-    """True for Edge's error about a stored payload it cannot decode."""
-    text = str(exc)
-    return "Failed to decode" in text or "deserialize payload" in text
 
 
 def _point_id(vector_id: Any) -> uuid.UUID | int:
@@ -473,11 +146,6 @@ def _point_id(vector_id: Any) -> uuid.UUID | int:
     raise ValidationError(f"vector ids must be UUIDs or non-negative integers, got {vector_id!r}", field="id")
 
 
-def _hit(point: Any) -> VectorHit:
-    score = getattr(point, "score", None)
-    return VectorHit(id=str(point.id), score=score, payload=dict(point.payload or {}))
-
-
 def _dense(vector: Any, dims: int) -> list[float]:
     values = vector.tolist() if hasattr(vector, "tolist") else list(vector)
     if len(values) != dims:
@@ -485,7 +153,7 @@ def _dense(vector: Any, dims: int) -> list[float]:
     return values
 
 
-class QdrantEdgeStore(VectorStoreBase):
+class QdrantEdgeStore(EdgeEngineReads, VectorStoreBase):
     """mem0 ``VectorStoreBase`` on an in-process Qdrant Edge shard (one shard per collection).
 
     Scores are true cosine similarities (higher = more similar) even with binary quantization,
@@ -497,7 +165,7 @@ class QdrantEdgeStore(VectorStoreBase):
         self.collection_name = self.config.collection_name
         self.embedding_model_dims = self.config.embedding_model_dims
         self._search_params = self.config.search_params()
-        self._shard = _shard_for(self.config.shard_path)
+        self._shard = shard_for(self.config.shard_path)
         with self._locked():
             pass  # open (or create) now, so a locked or mismatched shard fails at construction
 
@@ -570,7 +238,7 @@ class QdrantEdgeStore(VectorStoreBase):
             raise ValidationError("insert: ids and vectors differ in length", field="ids")
         if ids is None:
             ids = [str(uuid.uuid4()) for _ in vectors]
-        with self._locked() as edge:
+        with self._locked():
             points = []
             for index, vector in enumerate(vectors):
                 payload = dict(payloads[index]) if payloads else {}
@@ -582,7 +250,7 @@ class QdrantEdgeStore(VectorStoreBase):
     def update(self, vector_id: Any, vector: Any = None, payload: dict | None = None) -> None:
         """mem0 semantics: vector+payload replaces the point; payload alone is merged; vector alone is replaced."""
         point_id = _point_id(vector_id)
-        with self._locked() as edge:
+        with self._locked():
             if vector is not None and payload is not None:
                 payload = dict(payload)
                 point = qe.Point(point_id, self._named_vectors(vector, payload), payload)
@@ -614,7 +282,7 @@ class QdrantEdgeStore(VectorStoreBase):
             try:
                 edge.retrieve([point_id], with_payload=True, with_vector=False)
             except BaseException as exc:  # bare Exception with the Rust error text, or a panic
-                if not _undecodable(exc):
+                if not undecodable(exc):
                     raise
                 self._write(qe.UpdateOperation.overwrite_payload([point_id], {}))
                 logger.warning("deleting Edge point %s whose payload could not be decoded", point_id)
@@ -681,9 +349,9 @@ class QdrantEdgeStore(VectorStoreBase):
         try:
             changed = edge.optimize()
         except BaseException as exc:  # bare Exception with the Rust error text, or a panic
-            if not isinstance(exc, Exception) and not _undecodable(exc):
+            if not isinstance(exc, Exception) and not undecodable(exc):
                 raise
-            if _undecodable(exc):
+            if undecodable(exc):
                 damaged = self._damaged_ids(edge)
                 reason = f"{len(damaged) or 'a'} stored payload(s) cannot be decoded"
                 logger.warning("Edge shard %s: points whose payload cannot be decoded: %s", self._shard.path,
@@ -716,13 +384,13 @@ class QdrantEdgeStore(VectorStoreBase):
             try:
                 edge.retrieve([r.id for r in ids], with_payload=True, with_vector=False)
             except BaseException as exc:
-                if not _undecodable(exc):
+                if not undecodable(exc):
                     raise
                 for record in ids:
                     try:
                         edge.retrieve([record.id], with_payload=True, with_vector=False)
                     except BaseException as inner:
-                        if not _undecodable(inner):
+                        if not undecodable(inner):
                             raise
                         damaged.append(str(record.id))
             if offset is None or not ids:
@@ -756,14 +424,14 @@ class QdrantEdgeStore(VectorStoreBase):
         """Nearest points by cosine similarity, best first; ``score`` is the exact cosine."""
         request = self._dense_request(vectors, top_k, filters)
         with self._locked() as edge:
-            return [_hit(p) for p in edge.query(request)]
+            return [hit(p) for p in edge.query(request)]
 
     def search_batch(self, queries: list, vectors_list: list, top_k: int = 1, filters: dict | None = None):
         if not vectors_list:
             return []
         requests = [self._dense_request(v, top_k, filters) for v in vectors_list]
         with self._locked() as edge:
-            return [[_hit(p) for p in hits] for hits in edge.query_batch(qe.QueryBatchRequest(requests))]
+            return [[hit(p) for p in hits] for hits in edge.query_batch(qe.QueryBatchRequest(requests))]
 
     def _dense_request(self, vector: Any, top_k: int, filters: dict | None) -> qe.QueryRequest:
         return qe.QueryRequest(
@@ -786,7 +454,7 @@ class QdrantEdgeStore(VectorStoreBase):
             with_payload=True,
         )
         with self._locked() as edge:
-            return [_hit(p) for p in edge.query(request)]
+            return [hit(p) for p in edge.query(request)]
 
     def get(self, vector_id: Any) -> VectorHit | None:
         try:
@@ -795,7 +463,7 @@ class QdrantEdgeStore(VectorStoreBase):
             return None  # no such memory; a malformed id is not an existing one
         with self._locked() as edge:
             records = edge.retrieve([point_id], with_payload=True, with_vector=False)
-        return _hit(records[0]) if records else None
+        return hit(records[0]) if records else None
 
     def list(self, filters: dict | None = None, top_k: int | None = 100) -> list[list[VectorHit]]:
         """Up to ``top_k`` points matching ``filters``, wrapped as ``[rows]`` like mem0's qdrant store.
@@ -811,11 +479,11 @@ class QdrantEdgeStore(VectorStoreBase):
                 try:
                     records, next_offset = edge.scroll(request)
                 except BaseException as exc:
-                    if not _undecodable(exc):
+                    if not undecodable(exc):
                         raise
                     records, next_offset = self._decodable_page(edge, offset, page, flt)
                 offset = next_offset
-                rows.extend(_hit(r) for r in records)
+                rows.extend(hit(r) for r in records)
                 if offset is None or not records:
                     break
         return [rows]
@@ -829,7 +497,7 @@ class QdrantEdgeStore(VectorStoreBase):
             try:
                 records.extend(edge.retrieve([record.id], with_payload=True, with_vector=False))
             except BaseException as exc:
-                if not _undecodable(exc):
+                if not undecodable(exc):
                     raise
                 logger.warning("skipped Edge point %s: its payload cannot be decoded", record.id)
         return records, next_offset
@@ -837,55 +505,4 @@ class QdrantEdgeStore(VectorStoreBase):
     def count(self, filters: dict | None = None, *, live_on: date | None = None) -> int:
         """Points matching ``filters`` (and, with ``live_on``, not expired on that day), counted exactly."""
         with self._locked() as edge:
-            return edge.count(qe.CountRequest(exact=True, filter=_with_live(build_filter(filters), live_on)))
-
-    # -- reads that page and group in the engine (core.memory.paging.EngineReads) ---------------------
-
-    def ids(self, filters: dict | None = None, *, limit: int = 100_000) -> list[str]:
-        """Ids of the points matching ``filters``, without reading (or decoding) a payload."""
-        flt = build_filter(filters)
-        out: list[str] = []
-        offset = None
-        with self._locked() as edge:
-            while len(out) < limit:
-                records, offset = edge.scroll(qe.ScrollRequest(
-                    offset=offset, limit=min(1_000, limit - len(out)), filter=flt, with_payload=False,
-                    with_vector=False))
-                out.extend(str(r.id) for r in records)
-                if offset is None or not records:
-                    break
-        return out
-
-    def newest(self, filters: dict | None = None, *, live_on: date | None = None, limit: int = 100,
-               oldest_first: bool = False) -> list[VectorHit]:
-        """Up to ``limit`` points by ``created_at``, newest first (or oldest first); ties in any order."""
-        order = qe.OrderBy(CREATED_AT, qe.Direction.Asc if oldest_first else qe.Direction.Desc)
-        flt = _with_live(build_filter(filters), live_on)
-        count = max(1, int(limit))
-        with self._locked() as edge:
-            try:
-                records, _ = edge.scroll(qe.ScrollRequest(limit=count, filter=flt, with_payload=True,
-                                                          with_vector=False, order_by=order))
-            except BaseException as exc:
-                if not _undecodable(exc):
-                    raise
-                ids, _ = edge.scroll(qe.ScrollRequest(limit=count, filter=flt, with_payload=False, with_vector=False,
-                                                      order_by=order))
-                records = []
-                for record in ids:  # keep the order, leave out what cannot be decoded
-                    try:
-                        records.extend(edge.retrieve([record.id], with_payload=True, with_vector=False))
-                    except BaseException as inner:
-                        if not _undecodable(inner):
-                            raise
-                        logger.warning("skipped Edge point %s: its payload cannot be decoded", record.id)
-        return [_hit(r) for r in records]
-
-    def facet(self, key: str, filters: dict | None = None, *, live_on: date | None = None,
-              limit: int = 10) -> list[tuple[Any, int]]:
-        """The most common values of a keyword-indexed field among matching points, with counts."""
-        request = qe.FacetRequest(key, limit=max(1, int(limit)), exact=True,
-                                  filter=_with_live(build_filter(filters), live_on))
-        with self._locked() as edge:
-            response = edge.facet(request)
-        return [(hit.value, int(hit.count)) for hit in response.hits]
+            return edge.count(qe.CountRequest(exact=True, filter=with_live(build_filter(filters), live_on)))

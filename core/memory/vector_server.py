@@ -35,22 +35,17 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.local.qdrant_local import QdrantLocal
 
 from core.errors import ConfigError
+from core.memory.edge_filters import live_day
+from core.memory.fields import CREATED_AT, DATETIME_FIELDS, INTEGER_FIELDS, KEYWORD_FIELDS, TENANT_FIELD, TEXT_FIELD
 from core.memory.mem0_adapter import server_filter, set_keyword_encoder, wrap_filters
 from core.memory.paging import EXPIRES, LIVE_ON
 from core.memory.vector_edge import (
-    CREATED_AT,
-    DATETIME_FIELDS,
     DEFAULT_OVERSAMPLING,
     DEFAULT_QUANTIZATION,
     DEFAULT_QUERY_ENCODING,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
     SPARSE,
-    TENANT_FIELD,
-    TEXT_FIELD,
     Quantization,
     QueryEncoding,
-    live_day,
 )
 
 log = logging.getLogger(__name__)
