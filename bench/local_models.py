@@ -38,7 +38,7 @@ import logging  # noqa: E402
 
 logging.disable(logging.WARNING)
 
-from core.chat import INSTRUCTIONS  # noqa: E402
+from core.chat_agent import INSTRUCTIONS  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.memory.types import Scope  # noqa: E402
 from core.models.gguf import BUNDLED  # noqa: E402
