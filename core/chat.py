@@ -17,6 +17,7 @@ The local model gets recall only; a person who keeps memories from hosted models
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ from core.errors import (
     ValidationError,
 )
 from core.memory.learning import LearningService
+from core.memory.records import RELEVANCE_FLOOR
 from core.memory.service import MemoryFilters, MemoryService
 from core.memory.types import MemoryEvent, MemoryRecord, Scope
 from core.metrics import METRICS, Metrics
@@ -65,6 +67,8 @@ from core.usage import UsageStore, price
 log = logging.getLogger(__name__)
 
 LOCAL_MAX_REPLY_TOKENS = 768
+_ABOUT_ME = re.compile(r"\b(know|remember|recall)\b.*\babout me\b|\bwho am i\b|\babout myself\b|"
+                       r"\bwhat do you know\b", re.IGNORECASE)
 TITLE_TIMEOUT = 4.0
 """Seconds a hosted model gets to title a new conversation before the derived title stays."""
 LOCAL_TIMEOUT = 180.0
@@ -222,8 +226,13 @@ class ChatService:
         k = self.settings.recall_top_k if top_k is None else top_k
         if k <= 0:
             return []
+        scoped = MemoryFilters(user_id=scope.user_id)
         try:
-            return self.memory.search(scope.owner_id, text, MemoryFilters(user_id=scope.user_id), top_k=k)
+            if _ABOUT_ME.search(text):  # "What do you remember about me?": the person's most important facts
+                records = self.memory.get_all(scope.owner_id, scoped, limit=max(k * 4, 20))
+                return sorted(records, key=lambda r: (r.importance, r.created_at or ""), reverse=True)[:k]
+            # Only memories related to the message: unrelated ones cost prompt tokens and mislead small models.
+            return self.memory.search(scope.owner_id, text, scoped, top_k=k, threshold=RELEVANCE_FLOOR)
         except AppError as exc:
             log.warning("recall skipped: %s", exc)
             return []

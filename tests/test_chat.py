@@ -547,3 +547,16 @@ def test_memories_only_with_local_models_keeps_them_from_a_hosted_model(env, per
     turn.text()
     (event,) = chat.learning.process(chat.learning.queue.get(turn.result.job_id))
     assert "only with local models" in event.rejected and hosted_calls == []
+
+
+def test_recall_brings_only_related_memories_and_the_important_ones_when_asked_about_me(env, person):
+    memory, _, _ = env
+    scope = Scope.personal(person.id)
+    memory.add(scope, "Is allergic to penicillin", type="fact", importance=5)
+    memory.add(scope, "Plays the cello on Sundays", type="preference", importance=2)
+    memory.add(scope, "Sister Ana is a nurse in Porto", type="relationship", importance=4)
+    chat = make_chat(env, recall_top_k=2)
+    assert chat.recall(scope, "What is the capital of France?") == []  # nothing related: nothing recalled
+    assert [m.text for m in chat.recall(scope, "Which instrument do I play?")][:1] == ["Plays the cello on Sundays"]
+    assert [m.text for m in chat.recall(scope, "What do you remember about me?")] == [
+        "Is allergic to penicillin", "Sister Ana is a nurse in Porto"]
