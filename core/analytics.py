@@ -38,6 +38,55 @@ class Kpis:
     unpriced_runs: int = 0  # answered, but no price is known for the model (self-hosted, unlisted)
 
 
+@dataclass(frozen=True, slots=True)
+class MessagesOnDay:
+    day: str  # ISO date, UTC
+    role: str
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUsage:
+    """One provider/model over a range: cost is None when no run had a price; ``free`` = runs on this machine."""
+
+    provider: str
+    model: str
+    runs: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = None
+    free: bool = False
+    unpriced_runs: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageOnDay:
+    day: str
+    model: str  # provider:model
+    tokens: int
+    cost_usd: float | None
+    free: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEventsOnDay:
+    day: str
+    event: str
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopUser:
+    user: str
+    runs: int
+    tokens: int
+    cost_usd: float | None
+    free: bool
+
+
 def _day(engine: Engine, column):
     # SQLite keeps UTC timestamps as text: date() gives the UTC day. PostgreSQL: cast at UTC.
     if engine.dialect.name == "sqlite":
@@ -84,7 +133,7 @@ class Analytics:
         return Kpis(n_users, active, n_messages, memories, int(tin), int(tout), Decimal(str(cost)),
                     int(priced), int(free), int(unpriced))
 
-    def messages_per_day(self, start: date, end: date) -> list[dict[str, Any]]:
+    def messages_per_day(self, start: date, end: date) -> list[MessagesOnDay]:
         lo, hi = self._range(start, end)
         day = _day(self._engine, messages.c.created_at).label("day")
         with self._engine.connect() as conn:
@@ -93,9 +142,9 @@ class Analytics:
                 .where(messages.c.created_at >= lo, messages.c.created_at < hi)
                 .group_by(day, messages.c.role).order_by(day)
             ).all()
-        return [{"day": str(r.day), "role": r.role, "messages": r.n} for r in rows]
+        return [MessagesOnDay(str(r.day), r.role, r.n) for r in rows]
 
-    def usage_by_model(self, start: date, end: date) -> list[dict[str, Any]]:
+    def usage_by_model(self, start: date, end: date) -> list[ModelUsage]:
         """Tokens, cost, runs and latency p50/p95 per provider/model (all purposes) in the range.
 
         ``cost_usd`` is None when no run of the model had a price; ``free`` marks models on this
@@ -125,12 +174,11 @@ class Analytics:
                     t["unpriced_runs"] += 1
                 if r.status == "ok":
                     latencies[key].append(float(r.latency_ms))
-        for key, t in totals.items():
-            t["latency_p50_ms"] = round(_pct(latencies[key], 50), 1)
-            t["latency_p95_ms"] = round(_pct(latencies[key], 95), 1)
-        return sorted(totals.values(), key=lambda t: (-t["runs"], t["provider"], t["model"]))
+        out = [ModelUsage(**t, latency_p50_ms=round(_pct(latencies[key], 50), 1),
+                          latency_p95_ms=round(_pct(latencies[key], 95), 1)) for key, t in totals.items()]
+        return sorted(out, key=lambda t: (-t.runs, t.provider, t.model))
 
-    def usage_per_day(self, start: date, end: date) -> list[dict[str, Any]]:
+    def usage_per_day(self, start: date, end: date) -> list[UsageOnDay]:
         lo, hi = self._range(start, end)
         day = _day(self._engine, model_usage.c.created_at).label("day")
         with self._engine.connect() as conn:
@@ -141,11 +189,10 @@ class Analytics:
                 .where(model_usage.c.created_at >= lo, model_usage.c.created_at < hi)
                 .group_by(day, model_usage.c.provider, model_usage.c.model).order_by(day)
             ).all()
-        return [{"day": str(r.day), "model": f"{r.provider}:{r.model}", "tokens": int(r.tokens or 0),
-                 "cost_usd": None if r.cost is None else float(r.cost), "free": r.provider in FREE_PROVIDERS}
-                for r in rows]
+        return [UsageOnDay(str(r.day), f"{r.provider}:{r.model}", int(r.tokens or 0),
+                           None if r.cost is None else float(r.cost), r.provider in FREE_PROVIDERS) for r in rows]
 
-    def memory_events(self, start: date, end: date) -> list[dict[str, Any]]:
+    def memory_events(self, start: date, end: date) -> list[MemoryEventsOnDay]:
         lo, hi = self._range(start, end)
         day = _day(self._engine, memory_history.c.recorded_at).label("day")
         with self._engine.connect() as conn:
@@ -154,9 +201,9 @@ class Analytics:
                 .where(memory_history.c.recorded_at >= lo, memory_history.c.recorded_at < hi)
                 .group_by(day, memory_history.c.event).order_by(day)
             ).all()
-        return [{"day": str(r.day), "event": r.event, "events": r.n} for r in rows]
+        return [MemoryEventsOnDay(str(r.day), r.event, r.n) for r in rows]
 
-    def top_users(self, start: date, end: date, *, limit: int = 10) -> list[dict[str, Any]]:
+    def top_users(self, start: date, end: date, *, limit: int = 10) -> list[TopUser]:
         lo, hi = self._range(start, end)
         with self._engine.connect() as conn:
             rows = conn.execute(
@@ -170,5 +217,5 @@ class Analytics:
                 .order_by(func.sum(model_usage.c.input_tokens + model_usage.c.output_tokens).desc())
                 .limit(limit)
             ).all()
-        return [{"user": r.username, "runs": r.runs, "tokens": int(r.tokens or 0),
-                 "cost_usd": None if r.cost is None else float(r.cost), "free": r.paid == 0} for r in rows]
+        return [TopUser(r.username, r.runs, int(r.tokens or 0), None if r.cost is None else float(r.cost),
+                        r.paid == 0) for r in rows]

@@ -96,13 +96,13 @@ with left:
         st.caption("No model usage in this range.")
 with right:
     st.subheader("Cost by model (USD)")
-    priced = [d for d in data["usage_days"] if d["cost_usd"] is not None]
+    priced = [d for d in data["usage_days"] if d.cost_usd is not None]
     if priced:
         st.altair_chart(daily_bars(priced, "cost_usd", "model", start, end, money=True), width="stretch")
     else:
         st.caption("No run in this range had a price.")
-    free = sorted({d["model"] for d in data["usage_days"] if d["free"]})
-    unknown = sorted({d["model"] for d in data["usage_days"] if d["cost_usd"] is None and not d["free"]})
+    free = sorted({d.model for d in data["usage_days"] if d.free})
+    unknown = sorted({d.model for d in data["usage_days"] if d.cost_usd is None and not d.free})
     if free:
         st.caption("Free (local): " + ", ".join(free))
     if unknown:
@@ -111,14 +111,14 @@ with right:
 st.subheader("Models: latency and spend")
 if data["models"]:
     st.dataframe(
-        [{"Model": f"{m['provider']}:{m['model']}", "Runs": m["runs"], "Errors": m["errors"],
-          "Tokens in": m["input_tokens"], "Tokens out": m["output_tokens"],
-          "Cost": cost_label(m["provider"], m["cost_usd"])
-          + (f" (+{m['unpriced_runs']} unpriced)" if m["cost_usd"] is not None and m["unpriced_runs"] else ""),
-          "p50 (ms)": m["latency_p50_ms"], "p95 (ms)": m["latency_p95_ms"]} for m in data["models"]],
+        [{"Model": f"{m.provider}:{m.model}", "Runs": m.runs, "Errors": m.errors,
+          "Tokens in": m.input_tokens, "Tokens out": m.output_tokens,
+          "Cost": cost_label(m.provider, m.cost_usd)
+          + (f" (+{m.unpriced_runs} unpriced)" if m.cost_usd is not None and m.unpriced_runs else ""),
+          "p50 (ms)": m.latency_p50_ms, "p95 (ms)": m.latency_p95_ms} for m in data["models"]],
         hide_index=True, width="stretch",
     )
-    timed = [m for m in data["models"] if m["latency_p95_ms"] > 0]
+    timed = [m for m in data["models"] if m.latency_p95_ms > 0]
     if timed:
         st.altair_chart(latency_bars(timed), width="stretch")
         st.caption("Latency per model on a log scale: median (p50) and 95th percentile (p95) of the runs that "
@@ -140,7 +140,8 @@ with left:
 with right:
     st.subheader("Top users by tokens")
     if data["top"]:
-        st.dataframe([{"User": t["user"], "Runs": t["runs"], "Tokens": t["tokens"],
-                       "Cost": cost_label("local" if t["free"] else "", t["cost_usd"])} for t in data["top"]], hide_index=True, width="stretch")
+        st.dataframe([{"User": t.user, "Runs": t.runs, "Tokens": t.tokens,
+                       "Cost": cost_label("local" if t.free else "", t.cost_usd)} for t in data["top"]],
+                     hide_index=True, width="stretch")
     else:
         st.caption("No usage in this range.")

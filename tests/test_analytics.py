@@ -57,24 +57,23 @@ def test_kpis_and_series(engine):
     assert (k.input_tokens, k.output_tokens, k.cost_usd) == (3090, 330, Decimal("0.0105"))
     assert (k.priced_runs, k.free_runs, k.unpriced_runs) == (2, 1, 1)  # the self-hosted run has no price
     per_day = a.messages_per_day(date(2026, 11, 20), date(2026, 11, 21))
-    assert per_day == [{"day": "2026-11-20", "role": "assistant", "messages": 1},
-                       {"day": "2026-11-20", "role": "user", "messages": 1},
-                       {"day": "2026-11-21", "role": "user", "messages": 1}]
-    models = {m["model"]: m for m in a.usage_by_model(date(2026, 11, 20), date(2026, 11, 21))}
+    assert [(d.day, d.role, d.messages) for d in per_day] == [("2026-11-20", "assistant", 1),
+                                                              ("2026-11-20", "user", 1), ("2026-11-21", "user", 1)]
+    models = {m.model: m for m in a.usage_by_model(date(2026, 11, 20), date(2026, 11, 21))}
     gpt = models["gpt-4o"]
-    assert (gpt["runs"], gpt["errors"], gpt["input_tokens"]) == (3, 1, 3000)
-    assert gpt["latency_p50_ms"] in (100.0, 300.0) and gpt["latency_p95_ms"] == 300.0  # timeouts excluded
-    assert gpt["cost_usd"] == Decimal("0.0105") and gpt["unpriced_runs"] == 0  # the timeout cost nothing
-    assert models["local"]["cost_usd"] is None and models["local"]["free"]  # free (local), not $0
+    assert (gpt.runs, gpt.errors, gpt.input_tokens) == (3, 1, 3000)
+    assert gpt.latency_p50_ms in (100.0, 300.0) and gpt.latency_p95_ms == 300.0  # timeouts excluded
+    assert gpt.cost_usd == Decimal("0.0105") and gpt.unpriced_runs == 0  # the timeout cost nothing
+    assert models["local"].cost_usd is None and models["local"].free  # free (local), not $0
     vllm = models["qwen2.5-7b"]
-    assert vllm["cost_usd"] is None and not vllm["free"] and vllm["unpriced_runs"] == 1  # unknown, not $0
-    days = {(d["day"], d["model"]): d for d in a.usage_per_day(date(2026, 11, 21), date(2026, 11, 21))}
+    assert vllm.cost_usd is None and not vllm.free and vllm.unpriced_runs == 1  # unknown, not $0
+    days = {(d.day, d.model): d for d in a.usage_per_day(date(2026, 11, 21), date(2026, 11, 21))}
     assert set(days) == {("2026-11-21", "openai:gpt-4o"), ("2026-11-21", "local:local"),
                          ("2026-11-21", "compatible:qwen2.5-7b")}
-    assert days[("2026-11-21", "local:local")]["cost_usd"] is None
-    assert days[("2026-11-21", "openai:gpt-4o")]["cost_usd"] == pytest.approx(0.007)
+    assert days[("2026-11-21", "local:local")].cost_usd is None
+    assert days[("2026-11-21", "openai:gpt-4o")].cost_usd == pytest.approx(0.007)
     top = a.top_users(date(2026, 11, 20), date(2026, 11, 21))
-    assert [(t["user"], t["cost_usd"]) for t in top] == [("ada", pytest.approx(0.0105)), ("bob", None)]
+    assert [(t.user, t.cost_usd) for t in top] == [("ada", pytest.approx(0.0105)), ("bob", None)]
 
 
 def test_ranges_are_validated(engine):

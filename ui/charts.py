@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
@@ -10,13 +11,14 @@ import altair as alt
 CHART_HEIGHT = 260
 
 
-def daily_bars(rows: list[dict[str, Any]], value: str, color: str, start: date, end: date, *,
+def daily_bars(rows: list[Any], value: str, color: str, start: date, end: date, *,
                money: bool = False) -> alt.Chart:
     """Stacked bars per UTC day over exactly the picked range: a single day is one slim bar in the
     middle of its day, not a wall across the whole chart."""
     days = (end - start).days + 1
     width = max(2, min(36, 640 // (days * 2)))
-    data = [{**r, "_at": f"{r['day']}T12:00:00Z"} for r in rows]
+    records = [r if isinstance(r, dict) else asdict(r) for r in rows]  # typed analytics values or plain rows
+    data = [{**r, "_at": f"{r['day']}T12:00:00Z"} for r in records]
     # Ticks sit under the bars (noon UTC), at most eight of them, always including the last day.
     step = max(1, -(-days // 8))
     ticks = [_noon(end - timedelta(days=i)) for i in range(0, days, step)]
@@ -50,10 +52,10 @@ def count_bars(counts: dict[str, int]) -> alt.Chart:
     )
 
 
-def latency_bars(models: list[dict[str, Any]]) -> alt.Chart:
+def latency_bars(models: list[Any]) -> alt.Chart:
     """p50 and p95 latency per model side by side on a log scale, so a 30x difference between
     them (or between models) stays readable."""
-    rows = [{"model": f"{m['provider']}:{m['model']}", "percentile": name, "ms": max(float(m[key]), 1.0)}
+    rows = [{"model": f"{m.provider}:{m.model}", "percentile": name, "ms": max(float(getattr(m, key)), 1.0)}
             for m in models for name, key in (("p50", "latency_p50_ms"), ("p95", "latency_p95_ms"))]
     return (
         alt.Chart(alt.Data(values=rows), height=110 + 48 * len(models))  # the legend and axis fit inside
