@@ -369,3 +369,28 @@ def test_the_default_local_model_learns_and_never_overwrites_an_unrelated_fact(t
     finally:
         model.close()
         close()
+
+
+@needs_model
+def test_the_prompt_cache_reuses_fixed_instructions_after_another_request(qwen: LocalModel) -> None:
+    """OPTIMUS_LOCAL_MODEL_PROMPT_CACHE_MB: an extraction after a chat in between re-reads only what
+    follows its fixed instructions (llama.cpp's own count of prompt tokens it evaluated)."""
+    import llama_cpp
+
+    cached = LocalModel(qwen._engine.source, context=2048, prompt_cache_mb=128)
+    extractor = Agent(cached, instructions="You extract durable facts about the user. " * 30)
+    chatter = Agent(cached, instructions="You are a friendly assistant.")
+
+    def evaluated(agent: Agent, prompt: str) -> int:
+        if cached.loaded:
+            llama_cpp.llama_perf_context_reset(cached._engine._llama._ctx.ctx)
+        agent.run_sync(prompt, model_settings={**FAST, "max_tokens": 2})
+        return llama_cpp.llama_perf_context(cached._engine._llama._ctx.ctx).n_p_eval
+
+    try:
+        first = evaluated(extractor, "Message: I live in Oslo.")
+        evaluated(chatter, "Hello!")
+        again = evaluated(extractor, "Message: I am vegan.")
+        assert first > 200 and again < 40  # only the new message, not the ~250 tokens of instructions
+    finally:
+        cached.close()
