@@ -11,7 +11,7 @@ Cookie routes (the cookie is ``optimus_session``: HttpOnly, SameSite=Strict, Pat
 over HTTPS; it holds the access token and expires with it):
 
 * ``GET /api/session/start?t=HANDOFF``: trade a 60-second single-use handoff token (minted after
-  the password check, see ``pages/auth_session.py``) for the cookie, then 303 to ``/``. The token
+  the password check, see ``ui/auth_session.py``) for the cookie, then 303 to ``/``. The token
   is bound to the browser that signed in: every browser gets an ``optimus_browser`` pre-session
   cookie (HttpOnly, SameSite=Strict) with its first response (:class:`BrowserCookie`), the login
   page mints the token for that value, and the route refuses it from any other browser — so a
@@ -45,7 +45,7 @@ log = logging.getLogger("optimus.app")
 
 def _auth() -> AuthService:
     # The same cached runtime the pages use: one per server process, opened by whoever comes first.
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     return get_runtime().auth
 
@@ -74,7 +74,7 @@ def _private(response: Response) -> Response:
 
 
 def _client_address(request: Request) -> str | None:
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     return client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"),
                           get_runtime().settings.trusted_networks)
@@ -158,7 +158,7 @@ def session_me(request: Request) -> Response:
 
 @_route
 def metrics(request: Request) -> Response:
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     from core.metrics import METRICS
 
@@ -215,7 +215,7 @@ if st.runtime.exists():
     st.set_page_config(page_title="Optimus", page_icon=":material/neurology:", layout="wide")
 
     try:
-        from pages.common import degraded_banner, get_runtime
+        from ui.common import degraded_banner, get_runtime
 
         runtime = get_runtime()
     except AppError as exc:  # bad settings or unreachable storage: say what to fix, no traceback
@@ -224,7 +224,7 @@ if st.runtime.exists():
         st.stop()
 
     degraded_banner(runtime)
-    from pages.auth_session import current_user, send_to_end_route
+    from ui.auth_session import current_user, send_to_end_route
 
     user = current_user(runtime)
     if user is None:

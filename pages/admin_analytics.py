@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.errors import AppError
 from core.usage import cost_label
-from pages.common import get_runtime, require_admin
+from ui.common import get_runtime, require_admin
 from ui.charts import count_bars, daily_bars, latency_bars
 
 runtime = get_runtime()

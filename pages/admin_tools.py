@@ -11,8 +11,8 @@ from core.maintenance import LABELS
 from core.devices import describe_user_agent
 from core.errors import AppError
 from core.rendering import inert_markdown
-from pages.auth_session import client_ip
-from pages.common import get_runtime, human_bytes, require_admin
+from ui.auth_session import client_ip
+from ui.common import get_runtime, human_bytes, require_admin
 from ui.formatting import ago
 from ui.layout import health_rows
 from ui.messages import escape_markdown

@@ -14,7 +14,7 @@ from core.errors import AppError, NotFound
 from core.memory.types import MemoryEvent
 from core.rendering import inert_stream
 from core.usage import cost_label, estimate_cost, provider_of
-from pages.common import get_runtime, require_user, selected_model
+from ui.common import get_runtime, require_user, selected_model
 from ui.formatting import ago, recency_group
 from ui.layout import left_aligned_buttons, reading_column
 from ui.messages import copy_button, escape_markdown, inline_text, install_message_behaviour, render_message_text

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import get_runtime, human_bytes, require_admin
+from ui.common import get_runtime, human_bytes, require_admin
 from ui.layout import health_rows
 
 runtime = get_runtime()

@@ -6,8 +6,8 @@ import streamlit as st
 
 from core.auth import check_password_strength
 from core.errors import AppError, CaptchaRequired, TooManyAttempts, ValidationError
-from pages.auth_session import client_ip, send_to_cookie_route, user_agent
-from pages.common import get_runtime
+from ui.auth_session import client_ip, send_to_cookie_route, user_agent
+from ui.common import get_runtime
 from ui.layout import narrow_card
 
 runtime = get_runtime()

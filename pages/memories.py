@@ -13,7 +13,7 @@ import streamlit as st
 from core.errors import AppError
 from core.memory.service import MemoryFilters
 from core.memory.types import MEMORY_TYPES, Scope
-from pages.common import get_runtime, require_user
+from ui.common import get_runtime, require_user
 from ui.formatting import ago
 from ui.messages import inline_text
 

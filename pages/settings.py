@@ -10,8 +10,8 @@ from core.devices import describe_user_agent
 from core.errors import AppError
 from core.preferences import Preferences
 from core.rendering import inert_markdown
-from pages.auth_session import client_ip, current_session, send_to_end_route
-from pages.common import get_runtime, require_user
+from ui.auth_session import client_ip, current_session, send_to_end_route
+from ui.common import get_runtime, require_user
 from ui.formatting import ago
 from ui.messages import escape_markdown
 

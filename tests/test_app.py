@@ -41,7 +41,7 @@ def _run(at: AppTest | None = None) -> AppTest:
 
 def _signed_in(username: str, *, admin: bool = False) -> AppTest:
     """An AppTest session signed in as a fresh account (created through the app's own runtime)."""
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     runtime = get_runtime()
     if admin:
@@ -64,7 +64,7 @@ def test_signed_out_sees_only_the_sign_in_page(isolated_settings):
 
 
 def test_sign_in_with_a_wrong_password_says_so_generically(isolated_settings):
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     get_runtime().auth.register("hopper", PASSWORD)
     at = _run()
@@ -108,7 +108,7 @@ def test_a_user_cannot_reach_admin_pages(isolated_settings):
 
 
 def test_chat_streams_a_reply_and_the_pipeline_learns(isolated_settings):
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     at = _signed_in("ada")
     assert at.subheader[0].value == "New conversation"
@@ -131,7 +131,7 @@ def test_chat_streams_a_reply_and_the_pipeline_learns(isolated_settings):
 
 def test_memories_page_edits_the_selected_memory_in_place(isolated_settings):
     from core.memory.types import Scope
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     at = _signed_in("grace")
     runtime = get_runtime()
@@ -169,7 +169,7 @@ def test_fallback_is_announced_on_every_page(monkeypatch):
 
 
 def test_admin_runs_maintenance_now_and_sees_the_recorded_run_and_makes_a_backup(isolated_settings):
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     at = _signed_in("root-maint", admin=True)
     at.switch_page("pages/admin_tools.py")

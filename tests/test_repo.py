@@ -63,3 +63,9 @@ def test_no_secrets_file_is_tracked():
 def test_core_never_imports_streamlit():
     for path in (REPO / "core").rglob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+streamlit", path.read_text(), flags=re.M), path
+
+
+def test_pages_holds_only_the_pages_app_py_navigates_to():
+    routed = set(re.findall(r'st\.Page\("pages/(\w+)\.py"', (REPO / "app.py").read_text()))
+    modules = {path.stem for path in (REPO / "pages").glob("*.py")} - {"__init__"}
+    assert modules == routed, "shared page helpers belong in ui/, not pages/"

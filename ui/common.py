@@ -40,7 +40,7 @@ def human_bytes(n: int) -> str:
 
 def require_user():
     """The signed-in user for this session, or stop the page (the router shows the login page)."""
-    from pages.auth_session import current_user  # the accounts layer owns how a session is proven
+    from ui.auth_session import current_user  # the accounts layer owns how a session is proven
 
     user = current_user(get_runtime())
     if user is None:

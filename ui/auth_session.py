@@ -74,7 +74,7 @@ def client_ip() -> str | None:
             return None
         # A real connection whose address Streamlit hides: it does so for loopback only.
         ip = "::1" if headers.get("Host", "").startswith("[::1]") else "127.0.0.1"
-    from pages.common import get_runtime
+    from ui.common import get_runtime
 
     forwarded = headers.get("X-Forwarded-For")
     return client_address(ip, forwarded if isinstance(forwarded, str) else None,
