@@ -545,3 +545,20 @@ def test_python_dash_m_core_api_serves_on_the_configured_port(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+def test_responses_follow_the_domain_types_they_show():
+    """API bodies are derived from the domain dataclasses: a domain field reaches the wire on its own."""
+    import dataclasses
+
+    from core.api.schemas import HistoryOut, MemoryOut, StatsOut
+    from core.memory.history import HistoryEntry
+    from core.memory.records import MemoryStats
+    from core.memory.types import MemoryRecord
+
+    renamed = {"text": "memory", "expires_at": "expiration_date"}
+    memory_wire = {renamed.get(f.name, f.name) for f in dataclasses.fields(MemoryRecord)} - {"owner_id"}
+    assert memory_wire | {"categories"} == set(MemoryOut.model_fields)
+    history_wire = {f.name for f in dataclasses.fields(HistoryEntry)} - {"owner_id", "scope", "snapshot"}
+    assert history_wire | {"user_id", "agent_id", "run_id"} == set(HistoryOut.model_fields)
+    assert {f.name for f in dataclasses.fields(MemoryStats)} == set(StatsOut.model_fields)

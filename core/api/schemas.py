@@ -7,10 +7,11 @@ that are accepted without effect (marked so in their descriptions).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from core.memory.history import HistoryEntry
 from core.memory.limits import text_problem
@@ -25,39 +26,93 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# ------------------------------------------------------------------ responses
-class MemoryOut(BaseModel):
-    """One memory in mem0's shape (``memory``, ``categories``, ``expiration_date``) plus Optimus fields."""
+# ------------------------------------------------------------------ derived from the domain types
+# A response that shows a domain value is built from that value's own fields, so a field added to
+# the domain type reaches the API without restating it here. Only the wire names differ (mem0's).
+def _wire_fields(source: type, *, drop: frozenset[str] = frozenset(),
+                 rename: dict[str, str] | None = None) -> dict[str, tuple[Any, Any]]:
+    """``source``'s dataclass fields as pydantic field definitions, under their wire names."""
+    hints = get_type_hints(source)
+    fields: dict[str, tuple[Any, Any]] = {}
+    for f in dataclasses.fields(source):
+        if f.name in drop:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory)
+        else:
+            default = ...
+        fields[(rename or {}).get(f.name, f.name)] = (hints[f.name], default)
+    return fields
 
-    id: str
-    memory: str
+
+class _FromDomain(BaseModel):
+    """A response model whose fields are a domain dataclass's fields (see :func:`_derived`)."""
+
+    _source: ClassVar[type]
+    _rename: ClassVar[dict[str, str]]
+    _fields: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def _values(cls, value: Any) -> dict[str, Any]:
+        return {cls._rename.get(name, name): getattr(value, name) for name in cls._fields}
+
+
+def _derived(name: str, base: type[_FromDomain], source: type, *, doc: str,
+             drop: frozenset[str] = frozenset(), rename: dict[str, str] | None = None) -> Any:
+    fields = _wire_fields(source, drop=drop, rename=rename)
+    model = create_model(name, __base__=base, __doc__=doc, __module__=__name__, **fields)  # type: ignore[call-overload]
+    model._source, model._rename = source, dict(rename or {})
+    model._fields = tuple(f.name for f in dataclasses.fields(source) if f.name not in drop)
+    return model
+
+
+class _MemoryOutBase(_FromDomain):
+    categories: list[str] = Field(description="mem0's name for tags.")
+
+    @classmethod
+    def of(cls, r: MemoryRecord) -> Any:
+        return cls(**cls._values(r), categories=list(r.tags))
+
+
+MemoryOut = _derived(
+    "MemoryOut", _MemoryOutBase, MemoryRecord, drop=frozenset({"owner_id"}),
+    rename={"text": "memory", "expires_at": "expiration_date"},
+    doc="One memory in mem0's shape (``memory``, ``categories``, ``expiration_date``) plus Optimus fields; "
+        "``score`` only in search results (cosine similarity to the query).",
+)
+
+
+class _HistoryOutBase(_FromDomain):
     user_id: str | None
     agent_id: str | None
     run_id: str | None
-    hash: str | None
-    metadata: dict[str, Any]
-    categories: list[str] = Field(description="mem0's name for tags.")
-    type: str
-    importance: int
-    confidence: float
-    entities: list[str]
-    people: list[str]
-    tags: list[str]
-    expiration_date: date | None
-    created_at: str | None
-    updated_at: str | None
-    score: float | None = Field(None, description="Search only: cosine similarity to the query.")
 
     @classmethod
-    def of(cls, r: MemoryRecord) -> MemoryOut:
-        return cls(
-            id=r.id, memory=r.text, user_id=r.user_id, agent_id=r.agent_id, run_id=r.run_id, hash=r.hash,
-            metadata=r.metadata, categories=list(r.tags), type=r.type, importance=r.importance,
-            confidence=r.confidence, entities=list(r.entities), people=list(r.people), tags=list(r.tags),
-            expiration_date=r.expires_at, created_at=r.created_at, updated_at=r.updated_at, score=r.score,
-        )
+    def of(cls, e: HistoryEntry) -> Any:
+        scope = e.scope
+        return cls(**cls._values(e), user_id=scope.user_id if scope else None,
+                   agent_id=scope.agent_id if scope else None, run_id=scope.run_id if scope else None)
 
 
+HistoryOut = _derived(
+    "HistoryOut", _HistoryOutBase, HistoryEntry, drop=frozenset({"owner_id", "scope", "snapshot"}),
+    doc="One change of a memory, in mem0's history shape plus who made it and from where.",
+)
+
+
+class _StatsOutBase(_FromDomain):
+    @classmethod
+    def of(cls, s: MemoryStats) -> Any:
+        return cls(**cls._values(s))
+
+
+StatsOut = _derived("StatsOut", _StatsOutBase, MemoryStats,
+                    doc="Counts by type, the tags and people in use (top and all), the date range.")
+
+
+# ------------------------------------------------------------------ responses
 class MemoryList(BaseModel):
     results: list[MemoryOut]
 
@@ -97,28 +152,6 @@ class EventStatusOut(BaseModel):
     attempts: int = 0
 
 
-class HistoryOut(BaseModel):
-    id: str
-    memory_id: str
-    user_id: str | None
-    agent_id: str | None
-    run_id: str | None
-    event: str
-    old_memory: str | None
-    new_memory: str | None
-    created_at: str | None
-    updated_at: str | None
-    is_deleted: bool
-    actor_id: str | None
-    role: str | None
-    source: str | None
-    recorded_at: datetime
-
-    @classmethod
-    def of(cls, e: HistoryEntry) -> HistoryOut:
-        return cls(**e.as_dict())
-
-
 class Notice(BaseModel):
     message: str
 
@@ -126,21 +159,6 @@ class Notice(BaseModel):
 class CountMessage(BaseModel):
     message: str
     deleted: int
-
-
-class StatsOut(BaseModel):
-    total: int
-    by_type: dict[str, int]
-    top_tags: list[tuple[str, int]]
-    top_people: list[tuple[str, int]]
-    oldest: str | None
-    newest: str | None
-    user_ids: list[str]
-
-    @classmethod
-    def of(cls, s: MemoryStats) -> StatsOut:
-        return cls(total=s.total, by_type=s.by_type, top_tags=s.top_tags, top_people=s.top_people,
-                   oldest=s.oldest, newest=s.newest, user_ids=s.user_ids)
 
 
 class EntityOut(BaseModel):
@@ -318,16 +336,20 @@ class ScopeIn(Strict):
     run_id: str | None = EntityId
 
 
-class NewMemoryIn(ScopeIn):
+class NewMemoryIn(NewMemory, ScopeIn):
+    """:class:`NewMemory` (the domain's verbatim memory) plus the scope it goes to."""
+
+    model_config = ConfigDict(extra="forbid")
+
     text: str = Field(min_length=1, max_length=MAX_MEMORY_CHARS)
-    type: MemoryType = "note"
-    importance: int = Field(3, ge=1, le=5)
-    confidence: float = Field(1.0, ge=0, le=1)
-    entities: list[str] | None = None
-    people: list[str] | None = None
-    tags: list[str] | None = None
-    expires_at: date | None = None
-    metadata: dict[str, Any] | None = None
+
+    @field_validator("entities", "people", "tags", "metadata", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any, info: ValidationInfo) -> Any:
+        """JSON clients send ``null`` for "none"; it means the empty default."""
+        if value is None:
+            return {} if info.field_name == "metadata" else []
+        return value
 
 
 class NewMemoriesIn(ScopeIn):
