@@ -62,6 +62,7 @@ from core.metrics import METRICS, Metrics
 from core.models.registry import LOCAL_MODEL_ID, PROVIDERS, ModelRegistry, split_model_id
 from core.preferences import Preferences, PreferenceStore
 from core.titles import ask_model_for_title, derive_title
+from core.turn_details import RecalledMemory, TurnDetails
 from core.usage import UsageStore, price
 
 log = logging.getLogger(__name__)
@@ -449,17 +450,12 @@ class ChatService:
                                     result.output_tokens)
         if not reply_text.strip():
             reply_text = "(The model returned an empty reply.)"
-        details = {
-            "recalled": [{"id": m.id, "text": m.text, "score": m.score} for m in result.recalled],
-            "tool_events": [e.as_dict() for e in result.tool_events],
-            "cost_usd": None if result.cost_usd is None else str(result.cost_usd),
-            "latency_ms": round(result.latency_ms, 1),
-            "fell_back": result.fell_back,
-        }
-        if stopped:
-            details["stopped"] = True
-        if result.memory_private:
-            details["memory_private"] = True
+        details = TurnDetails(
+            recalled=tuple(RecalledMemory(m.id, m.text, m.score) for m in result.recalled),
+            tool_events=tuple(result.tool_events), cost_usd=result.cost_usd,
+            latency_ms=round(result.latency_ms, 1), fell_back=result.fell_back, stopped=stopped,
+            memory_private=result.memory_private,
+        )
         result.reply = self.conversations.append(
             conv_id, "assistant", reply_text[: self.conversations.max_chars], user_id=scope.owner_id,
             model=f"{result.provider}:{result.model}" if result.provider != "local" else LOCAL_MODEL_ID,
@@ -501,15 +497,14 @@ class ChatService:
         """
         reply = self.conversations.message(user_id, reply_id)
         if origin == "tool":
-            details = dict(reply.details or {})
-            events = list(details.get("tool_events") or [])
-            if not 0 <= index < len(events):
+            details = reply.details or TurnDetails()
+            if not 0 <= index < len(details.tool_events):
                 raise NotFound("No such memory change.")
-            event = MemoryEvent.from_dict(events[index])
+            event = details.tool_events[index]
+            if event.undone:
+                raise ValidationError("This change was already undone.")
             self.memory.undo(user_id, event)
-            events[index] = {**events[index], "undone": True}
-            details["tool_events"] = events
-            self.conversations.update_details(user_id, reply_id, details)
+            self.conversations.update_details(user_id, reply_id, details.with_tool_event_undone(index))
         else:
             job = self.learning.queue.for_message(user_id, reply_id)
             if job is None or job.events is None or not 0 <= index < len(job.events):

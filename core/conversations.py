@@ -12,18 +12,18 @@ the message, the conversation's activity time and its trimmed history together.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import NotFound, ValidationError
 from core.schema import conversations, messages
+from core.turn_details import TurnDetails
 
 MessageRole = Literal["user", "assistant", "system", "tool"]
 ROLES: frozenset[str] = frozenset({"user", "assistant", "system", "tool"})
@@ -51,7 +51,7 @@ class Message:
     input_tokens: int | None
     output_tokens: int | None
     created_at: datetime
-    details: dict[str, Any] | None = None  # assistant turns: recalled memories, tool events, cost
+    details: TurnDetails | None = None  # assistant turns: recalled memories, tool events, cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ def _message(row) -> Message:
         input_tokens=row.input_tokens,
         output_tokens=row.output_tokens,
         created_at=row.created_at,
-        details=json.loads(row.details) if row.details else None,
+        details=TurnDetails.from_json(row.details),
     )
 
 
@@ -310,7 +310,7 @@ class ConversationStore:
         model: str | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
-        details: dict[str, Any] | None = None,
+        details: TurnDetails | None = None,
     ) -> Message:
         """Add one turn. Validates everything first; stores all of it or nothing.
 
@@ -323,10 +323,7 @@ class ConversationStore:
         output_tokens = _check_tokens(output_tokens, "output_tokens")
         if model is not None and (not isinstance(model, str) or len(model) > 200):
             raise ValidationError("The model name must be text of at most 200 characters.", field="model")
-        try:
-            details_json = json.dumps(details, ensure_ascii=False, default=str) if details else None
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"Turn details must be JSON data ({exc}).", field="details") from exc
+        details_json = details.to_json() if details else None
         now = self._clock()
         with self._engine.begin() as conn:
             self._fetch(conn, conv_id, user_id, now)
@@ -354,8 +351,7 @@ class ConversationStore:
             ).scalar_one()
             if self.max_messages and count > self.max_messages:
                 self._trim(conn, conv_id, count - self.max_messages)
-        return Message(msg_id, conv_id, role, content, model, input_tokens, output_tokens, now,
-                       json.loads(details_json) if details_json else None)
+        return Message(msg_id, conv_id, role, content, model, input_tokens, output_tokens, now, details)
 
     def _trim(self, conn: Connection, conv_id: str, excess: int) -> int:
         oldest = (
@@ -410,12 +406,12 @@ class ConversationStore:
             self._fetch(conn, row.conversation_id, user_id, self._clock())
         return _message(row)
 
-    def update_details(self, user_id: str, message_id: int, details: dict[str, Any]) -> Message:
+    def update_details(self, user_id: str, message_id: int, details: TurnDetails) -> Message:
         """Replace an assistant turn's details (e.g. a memory change it made was undone)."""
         current = self.message(user_id, message_id)
         with self._engine.begin() as conn:
             conn.execute(update(messages).where(messages.c.id == current.id)
-                         .values(details=json.dumps(details, ensure_ascii=False, default=str)))
+                         .values(details=details.to_json()))
         return self.message(user_id, message_id)
 
     def truncate(self, user_id: str, conv_id: str, from_message_id: int) -> int:

@@ -103,7 +103,8 @@ class GdprService:
                     chunk = self._convs.messages(conv.id, user_id=user_id, after_id=after, limit=5000)
                     if not chunk:
                         break
-                    msgs.extend(asdict(m) for m in chunk)
+                    msgs.extend({**asdict(m), "details": m.details.as_dict() if m.details else None}
+                                for m in chunk)
                     after = chunk[-1].id
                 conversations.append({**asdict(conv), "messages": msgs})
             offset += len(page)

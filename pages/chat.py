@@ -13,6 +13,7 @@ import streamlit as st
 from core.errors import AppError, NotFound
 from core.memory.types import MemoryEvent
 from core.rendering import inert_stream
+from core.turn_details import TurnDetails
 from core.usage import cost_label, estimate_cost, provider_of
 from ui.common import get_runtime, require_user, selected_model
 from ui.formatting import ago, recency_group
@@ -145,9 +146,9 @@ def _change_line(event: MemoryEvent) -> str:
 
 
 def _memory_panel(message) -> None:
-    details = message.details or {}
-    recalled = details.get("recalled") or []
-    changes = [("tool", i, MemoryEvent.from_dict(e)) for i, e in enumerate(details.get("tool_events") or [])]
+    details = message.details or TurnDetails()
+    recalled = details.recalled
+    changes = [("tool", i, e) for i, e in enumerate(details.tool_events)]
     learned = chat.turn_events(user.id, message.id)
     status = chat.turn_status(user.id, message.id)
     changes += [("learned", i, e) for i, e in enumerate(learned or [])]
@@ -158,16 +159,16 @@ def _memory_panel(message) -> None:
     elif status in {"pending", "running"}:
         label += " · learning…"
     # Stays as the person left it: the panel is not re-collapsed when learning finishes.
-    if details.get("memory_private"):
+    if details.memory_private:
         label += " · kept from this model"
     with st.expander(label, icon=":material/neurology:", expanded=False, key=f"panel-{message.id}"):
-        if details.get("memory_private"):
+        if details.memory_private:
             st.caption(":material/lock: You use your memories only with local models: this hosted model saw "
                        "none of them and could not change them. Learning from this exchange uses the local model.")
         elif recalled:
             st.markdown("**Recalled for this reply**")
             for r in recalled:
-                st.markdown(f"- {inline_text(r['text'])}")
+                st.markdown(f"- {inline_text(r.text)}")
         else:
             st.caption("Nothing was recalled for this reply.")
         if status in {"pending", "running"}:
@@ -187,15 +188,14 @@ def _memory_panel(message) -> None:
 
 
 def _reply_caption(message) -> str:
-    details = message.details or {}
+    details = message.details or TurnDetails()
     parts = [message.model or "model"]
     if message.input_tokens or message.output_tokens:
         parts.append(f"{message.input_tokens:,} in / {message.output_tokens or 0:,} out tokens")
-    cost = details.get("cost_usd")
-    parts.append(cost_label(provider_of(message.model), None if cost is None else cost))
-    if details.get("fell_back"):
+    parts.append(cost_label(provider_of(message.model), details.cost_usd))
+    if details.fell_back:
         parts.append("answered by the fallback model")
-    if details.get("stopped"):
+    if details.stopped:
         parts.append("stopped")
     return " · ".join(parts)
 

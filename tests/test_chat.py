@@ -134,7 +134,7 @@ def test_turn_recalls_streams_persists_and_queues(env, person):
                                                      ("assistant", "Your cat is Miso.")]
     assert result.reply is not None and result.reply.output_tokens and result.reply.output_tokens > 0
     # what was recalled is kept with the reply, so the memory panel survives a reload
-    assert any(r["text"].startswith("Lives in Lisbon") for r in stored[1].details["recalled"])
+    assert any(r.text.startswith("Lives in Lisbon") for r in stored[1].details.recalled)
     rows = chat.usage.for_conversation(conv.id)
     assert [(r.purpose, r.status) for r in rows] == [("chat", "ok")]
     assert rows[0].output_tokens == result.output_tokens > 0 and rows[0].cost_usd is None  # function model: no price
@@ -509,7 +509,7 @@ def test_stopping_a_reply_keeps_what_was_said_marked_as_stopped(env, person):
     assert chat.wait_for_replies(conv.id, timeout=0.05)
     stored = chat.conversations.messages(conv.id, user_id=person.id)
     assert [m.role for m in stored] == ["user", "assistant"]
-    assert stored[1].content == said and stored[1].details["stopped"] is True
+    assert stored[1].content == said and stored[1].details.stopped is True
     assert [(r.purpose, r.status) for r in chat.usage.for_conversation(conv.id)] == [("chat", "cancelled")]
     # stopped before a word: nothing is stored as a reply, the message can be answered again
     empty = chat.conversations.create(person.id, "Nothing")
@@ -536,7 +536,7 @@ def test_memories_only_with_local_models_keeps_them_from_a_hosted_model(env, per
     assert turn.result.recalled == [] and turn.result.memory_private
     assert "penicillin" not in instructions_of(seen[0][0])
     assert not seen[0][1].function_tools  # no memory tools for this model
-    assert chat.conversations.message(person.id, turn.result.reply.id).details["memory_private"] is True
+    assert chat.conversations.message(person.id, turn.result.reply.id).details.memory_private is True
     chat.learning.process(chat.learning.queue.get(turn.result.job_id))
     assert hosted_calls == [] and len(local_calls) == 1  # learned on this machine
     assert "Takes the bus to work" in {m.text for m in memory.get_all(person.id)}

@@ -1,15 +1,18 @@
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.conversations import ConversationStore, validate_text
 from core.errors import NotFound, ValidationError
+from core.memory.types import MemoryEvent
 from core.schema import conversations as conversations_table
 from core.schema import messages as messages_table
+from core.turn_details import RecalledMemory, TurnDetails
 from core.users import UserStore
 
 
@@ -107,6 +110,25 @@ def test_append_records_turn_details_and_context_returns_last_n_in_order(engine,
     assert store.get(alice.id, conv.id).message_count == 15
     assert len(store.messages(conv.id)) == 15
     assert [m.content for m in store.messages(conv.id, after_id=ctx[-2].id)] == ["turn 14"]
+
+
+def test_turn_details_come_back_typed_and_older_rows_still_read(engine, alice):
+    store = ConversationStore(engine)
+    conv = store.create(alice.id)
+    event = MemoryEvent("ADD", "m-1", "Lives in Porto", reason="tool")
+    said = TurnDetails(recalled=(RecalledMemory("m-0", "Is vegetarian", 0.71),), tool_events=(event,),
+                       cost_usd=Decimal("0.00042"), latency_ms=812.5, stopped=True)
+    reply = store.append(conv.id, "assistant", "Noted.", user_id=alice.id, details=said)
+    assert store.message(alice.id, reply.id).details == said
+    undone = store.update_details(alice.id, reply.id, said.with_tool_event_undone(0)).details
+    assert undone.tool_events[0].undone and not said.tool_events[0].undone and undone.recalled == said.recalled
+    # A row an earlier version wrote: fewer keys, cost as a plain number.
+    with engine.begin() as conn:
+        conn.execute(update(messages_table).where(messages_table.c.id == reply.id)
+                     .values(details='{"recalled": [{"id": "m-0", "text": "Is vegetarian"}], "cost_usd": 0.5}'))
+    old = store.message(alice.id, reply.id).details
+    assert old.recalled == (RecalledMemory("m-0", "Is vegetarian", None),) and old.cost_usd == Decimal("0.5")
+    assert old.tool_events == () and not old.stopped and not old.memory_private
 
 
 def test_default_turns_comes_from_settings(engine, alice):

@@ -15,6 +15,7 @@ from core.gdpr import pseudonym
 from core.memory.types import Scope
 from core.runtime import open_runtime
 from core.schema import audit_events, model_usage
+from core.turn_details import TurnDetails
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -35,7 +36,7 @@ def seed(rt, name):
     person = rt.auth.register(name, PASSWORD)
     conv = rt.conversations.create(person.id, "Trip")
     rt.conversations.append(conv.id, "user", "I am going to Kyoto in May.", user_id=person.id)
-    rt.conversations.append(conv.id, "assistant", "Lovely!", user_id=person.id, details={"recalled": []})
+    rt.conversations.append(conv.id, "assistant", "Lovely!", user_id=person.id, details=TurnDetails())
     rec = rt.memory.add(Scope.personal(person.id), "Travels to Kyoto in May", type="fact", tags=["travel"])
     rt.memory.update(person.id, rec.id, text="Travels to Kyoto in late May")
     rt.memory.add(Scope(person.id, "api-end-user"), "End user likes jazz", type="preference")
