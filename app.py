@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.auth import BROWSER_COOKIE, SESSION_COOKIE, AuthService, new_browser_id
+from core.accounts import BROWSER_COOKIE, SESSION_COOKIE, AuthService, new_browser_id
 from core.proxies import client_address
 from core.errors import AppError, InvalidCredentials
 from core.logs import configure_logging, new_error_id

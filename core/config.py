@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     local_model_prompt_cache_mb: int = Field(
         512, ge=0, le=65536,
         description="RAM for reusing prompt prefixes across local-model requests (instructions, chat history); 0 = off.")
-    # --- accounts and sessions (core.auth)
+    # --- accounts and sessions (core.accounts)
     session_minutes: int = Field(30, ge=1, le=24 * 60, description="Access token lifetime; renewed while in use.")
     max_sessions: int = Field(5, ge=1, le=100, description="Sessions per user; a new login ends the oldest.")
     bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost; 12 in production (tests lower it).")

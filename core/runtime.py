@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from core.accounts import AuthPolicy, AuthService, ensure_admin_from_settings
 from core.audit import AuditLog
-from core.auth import AuthPolicy, AuthService, ensure_admin_from_settings
 from core.config import Settings, get_settings, resolve_jwt_secret
 from core.conversations import CleanupReport, ConversationStore
 from core.health import ComponentStatus, HealthReport, collect_health

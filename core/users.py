@@ -1,6 +1,6 @@
 """User rows: the identity every conversation, memory and usage record hangs off.
 
-Credentials, sessions and the rules about roles live in ``core.auth``; this module stores people
+Credentials, sessions and the rules about roles live in ``core.accounts``; this module stores people
 and answers the one RBAC question every service asks (:func:`require_role`).
 """
 
@@ -80,7 +80,7 @@ class UserStore:
     def create(
         self, username: str, *, email: str | None = None, role: Role = "user", password_hash: str | None = None
     ) -> User:
-        """A new user; ``password_hash`` comes from :mod:`core.auth` (which checks the password's strength)."""
+        """A new user; ``password_hash`` comes from :mod:`core.accounts.credentials` (which checks its strength)."""
         name = normalise_username(username)
         if role not in ("user", "admin"):
             raise ValidationError("Role must be 'user' or 'admin'.", field="role")

@@ -1,10 +1,10 @@
-"""Sign in or create an account. CAPTCHA and lockout come from core.auth; this page only shows them."""
+"""Sign in or create an account. CAPTCHA and lockout come from core.accounts; this page only shows them."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.auth import check_password_strength
+from core.accounts import check_password_strength
 from core.errors import AppError, CaptchaRequired, TooManyAttempts, ValidationError
 from ui.auth_session import client_ip, send_to_cookie_route, user_agent
 from ui.common import get_runtime

@@ -22,7 +22,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from core.auth import BROWSER_COOKIE, SESSION_COOKIE
+from core.accounts import BROWSER_COOKIE, SESSION_COOKIE
 from core.config import load_settings
 from core.errors import CaptchaRequired, ConfigError, InvalidCredentials, TooManyAttempts
 from core.proxies import client_address, parse_networks

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from core.audit import AuditLog
-from core.auth import (
+from core.accounts import (
     AuthPolicy,
     AuthService,
     check_password_strength,
     hash_password,
 )
+from core.audit import AuditLog
 from core.errors import (
     CaptchaRequired,
     InvalidCredentials,

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.auth import BROWSER_COOKIE, SESSION_COOKIE, AuthPolicy, AuthService
+from core.accounts import BROWSER_COOKIE, SESSION_COOKIE, AuthPolicy, AuthService
 from core.db import make_engine, migrate, sqlite_url
 from core.errors import InvalidCredentials
 from tests.streamlit_server import StreamlitServer

@@ -6,7 +6,7 @@ A session is proven by an access token, looked for in this order:
 2. the HttpOnly ``optimus_session`` cookie, read from ``st.context.cookies`` when the session
    starts, so a reload keeps the login;
 3. an OIDC identity from ``st.login`` (when an ``[auth]`` table is configured), mapped to a local
-   user by :meth:`core.auth.AuthService.user_for_oidc`.
+   user by :meth:`core.accounts.AuthService.user_for_oidc`.
 
 Streamlit cannot set cookies, so after the password check :func:`send_to_cookie_route` sends the
 browser to ``/api/session/start`` with a 60-second single-use handoff token; that route (in
@@ -19,7 +19,7 @@ import json
 
 import streamlit as st
 
-from core.auth import BROWSER_COOKIE, SESSION_COOKIE, Login, Verified
+from core.accounts import BROWSER_COOKIE, SESSION_COOKIE, Login, Verified
 from core.errors import AppError, InvalidCredentials
 from core.proxies import client_address
 from core.runtime import Runtime
