@@ -370,16 +370,20 @@ def test_remote_memory_maps_http_failures_to_our_errors(kind, loop, api_url, run
 
 
 def broken_proxy() -> FastAPI:
-    """What a reverse proxy in front of a down API answers: the ping passes, then 502 pages in HTML."""
+    """What may stand in front of a down API: the ping passes, then HTML pages (502, or 200 from a portal)."""
     app = FastAPI()
 
     @app.get("/v1/ping/")
     def ping() -> dict[str, str]:
         return {"owner_id": "someone", "username": "someone"}
 
+    @app.get("/v1/memories/{memory_id}/")
+    def portal(memory_id: str) -> HTMLResponse:  # a login portal answering 200 with a page
+        return HTMLResponse("<html><body>Sign in to the network</body></html>")
+
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
     def down(path: str) -> HTMLResponse:
-        return HTMLResponse("<html><body>502 Bad Gateway</body></html>", status_code=502)
+        return HTMLResponse("<html><body>502 Bad Gateway" + "<p>upstream</p>" * 500 + "</body></html>", status_code=502)
 
     return app
 
@@ -389,8 +393,11 @@ def test_server_failures_are_store_unavailable(kind, loop):
     with serve(broken_proxy()) as url, remote(kind, loop, url, "om_x") as client:
         with pytest.raises(StoreUnavailable, match="502"):
             client.get_all("someone")
-        with pytest.raises(StoreUnavailable, match="502"):
+        with pytest.raises(StoreUnavailable, match="502") as err:
             client.add(Scope.personal("someone"), "anything")
+        assert len(str(err.value)) < 300  # the page is not pasted into the message
+        with pytest.raises(StoreUnavailable, match="without a JSON body"):
+            client.get("someone", str(uuid.uuid4()))
 
 
 # ------------------------------------------------------------------ the async client in its own loop

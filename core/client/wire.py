@@ -157,8 +157,8 @@ def error_for(response: httpx.Response) -> AppError:
     status = response.status_code
     try:
         detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = response.text.strip() or None
+    except (ValueError, AttributeError):  # not our API's JSON: a proxy's page, say; its start is enough
+        detail = response.text.strip()[:200] or None
     if isinstance(detail, list) and detail:  # 422: [{"loc": [...], "msg": ...}, ...]
         first = detail[0] if isinstance(detail[0], dict) else {}
         loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
