@@ -4,6 +4,7 @@ the bundled embedder; the memory model is scripted (FunctionModel)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -219,6 +220,32 @@ def test_official_mem0_client_full_flow(api, runtime, mem0_client):
     assert [m["memory"] for m in client.search("note", filters={"run_id": "run-1"})["results"]] == ["Run note"]
     client.delete_users()  # walks users(): the agent and run are already empty when it reaches them
     assert client.get_all()["count"] == 0 and client.users()["results"] == []
+
+
+def test_official_mem0_async_client_adds_searches_and_lists(api, runtime):
+    from mem0 import AsyncMemoryClient
+
+    owner_id, key = account(runtime)
+    other_id, _ = account(runtime)
+
+    async def flow() -> tuple[dict, dict, dict, dict]:
+        async with AsyncMemoryClient(api_key=key, host=api) as client:
+            raw, learned = await asyncio.gather(
+                client.add("I keep my bike in the garage", user_id="enduser-1", infer=False),
+                client.add([{"role": "user", "content": "I'm vegetarian."}], user_id="enduser-1"))
+            found = await client.search("where is the bicycle kept?", filters={"user_id": "enduser-1"}, top_k=1)
+            listed = await client.get_all(filters={"user_id": "enduser-1"})
+            return raw, learned, found, listed
+
+    raw, learned, found, listed = asyncio.run(flow())
+    bike_id = raw["results"][0]["id"]
+    assert [r["memory"] for r in learned["results"]] == ["Is vegetarian"]
+    assert [m["id"] for m in found["results"]] == [bike_id]
+    assert listed["count"] == 2 and {m["memory"] for m in listed["results"]} == {
+        "I keep my bike in the garage", "Is vegetarian"}
+    # the chat's own service sees them under the key's account, and only there
+    assert {r.text for r in runtime.memory.get_all(owner_id)} == {"I keep my bike in the garage", "Is vegetarian"}
+    assert runtime.memory.get_all(other_id) == []
 
 
 def test_inferred_add_is_queued_when_the_model_keeps_failing(api, runtime):

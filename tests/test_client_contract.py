@@ -1,22 +1,33 @@
-"""One behavioural suite, two implementations of :class:`core.client.MemoryInterface`: the local
-``MemoryService`` and ``RemoteMemory`` talking to the live API (uvicorn on loopback) over HTTP.
+"""One behavioural suite, three implementations of :class:`core.memory.interface.MemoryInterface`:
+the local ``MemoryService``, ``RemoteMemory`` and ``AsyncRemoteMemory`` talking to the live API
+(uvicorn on loopback) over HTTP. The async client is driven from these sync tests through an
+event loop running on a thread of its own.
 
-Both run against the same runtime (SQLite + Qdrant Edge + the bundled embedder); every test gets
+All run against the same runtime (SQLite + Qdrant Edge + the bundled embedder); every test gets
 a fresh account, so tests do not see each other's memories.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
+import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from core.api.app import create_app
-from core.client import MemoryInterface, RemoteMemory
+from core.client import AsyncRemoteMemory, RemoteMemory
 from core.errors import InvalidCredentials, NotFound, PermissionDenied, RateLimited, StoreUnavailable, ValidationError
-from core.memory.service import MemoryFilters
+from core.memory.interface import MEMORY_METHODS, MemoryInterface
+from core.memory.service import MemoryFilters, MemoryService
 from core.memory.types import NewMemory, Scope
 from core.runtime import Runtime, open_runtime
 from tests.test_api import account, api_settings, serve
@@ -37,23 +48,83 @@ def api_url(runtime) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["local", "remote"])
+# ------------------------------------------------------------------ the async client from sync tests
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running on its own thread for the whole module."""
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.call_soon_threadsafe(running.stop)
+        thread.join(30)
+        running.close()
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=120)
+
+
+class OnLoop:
+    """An ``AsyncRemoteMemory`` driven from sync code: each coroutine method runs on ``loop``."""
+
+    def __init__(self, target: AsyncRemoteMemory, loop: asyncio.AbstractEventLoop) -> None:
+        self.target, self.loop = target, loop
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.target, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+        return lambda *args, **kwargs: on_loop(self.loop, attr(*args, **kwargs))
+
+
+@contextlib.contextmanager
+def remote(kind: str, loop: asyncio.AbstractEventLoop, url: str, key: str, **options: Any) -> Iterator[Any]:
+    """A sync (``RemoteMemory``) or async (``AsyncRemoteMemory`` entered with ``async with``) client."""
+    if kind == "sync":
+        with RemoteMemory(url, key, **options) as client:
+            yield client
+        return
+    client = AsyncRemoteMemory(url, key, **options)
+    on_loop(loop, client.__aenter__())
+    try:
+        yield OnLoop(client, loop)
+    finally:
+        on_loop(loop, client.__aexit__(None, None, None))
+
+
+@pytest.fixture(params=["local", "sync", "async"])
 def memory(request, runtime) -> Iterator[tuple[MemoryInterface, str]]:
     """(implementation, owner id of a fresh account)."""
     owner_id, key = account(runtime)
     if request.param == "local":
         yield runtime.memory, owner_id
         return
-    remote = RemoteMemory(request.getfixturevalue("api_url"), key, timeout=60)
-    try:
-        yield remote, owner_id
-    finally:
-        remote.close()
+    with remote(request.param, request.getfixturevalue("loop"), request.getfixturevalue("api_url"), key,
+                timeout=60) as client:
+        yield client, owner_id
 
 
-def test_both_implement_the_interface(memory):
+def _parameters(function: Any) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize("cls", [MemoryService, RemoteMemory, AsyncRemoteMemory])
+@pytest.mark.parametrize("name", MEMORY_METHODS)
+def test_every_method_has_exactly_the_interfaces_parameters(cls, name):
+    contract, method = getattr(MemoryInterface, name), getattr(cls, name)
+    assert _parameters(method) == _parameters(contract)
+    assert inspect.iscoroutinefunction(method) is (cls is AsyncRemoteMemory)
+    if cls is not MemoryService:  # the clients take their contract from the interface
+        assert method.__doc__ == contract.__doc__
+        assert inspect.signature(method).return_annotation == inspect.signature(contract).return_annotation
+
+
+def test_every_implementation_passes_the_runtime_protocol_check(memory):
     impl, owner = memory
-    assert isinstance(impl, MemoryInterface)
+    assert isinstance(impl.target if isinstance(impl, OnLoop) else impl, MemoryInterface)
 
 
 def test_add_then_get_round_trips_every_field(memory):
@@ -255,38 +326,122 @@ def test_add_many_stores_all_or_nothing(memory):
     assert len(m.get_all(owner)) == 3  # nothing from the failed batches
 
 
-# ------------------------------------------------------------------ RemoteMemory only: errors over HTTP
-def test_remote_memory_acts_for_its_own_account_only(api_url, runtime):
+# ------------------------------------------------------------------ the clients only: keys and errors over HTTP
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_remote_memory_acts_for_its_own_account_only(kind, loop, api_url, runtime):
     owner_id, key = account(runtime)
     other_id, _ = account(runtime)
-    with RemoteMemory(api_url, key) as remote:
-        assert remote.owner_id == owner_id and remote.ping()["username"].startswith("u")
+    with remote(kind, loop, api_url, key) as client:
+        assert client.owner_id == owner_id and client.ping()["username"].startswith("u")
         with pytest.raises(PermissionDenied):
-            remote.add(Scope.personal(other_id), "not mine to write")
+            client.add(Scope.personal(other_id), "not mine to write")
         with pytest.raises(PermissionDenied):
-            remote.get_all(other_id)
+            client.get_all(other_id)
     assert runtime.memory.get_all(other_id) == []
 
 
-def test_remote_memory_maps_http_failures_to_our_errors(api_url, runtime):
-    with RemoteMemory(api_url, "om_" + "z" * 43) as forged, pytest.raises(InvalidCredentials):
-        forged.get_all("anyone")
-    import socket
-
+def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    with RemoteMemory(f"http://127.0.0.1:{closed_port}", "om_x", timeout=5) as nowhere, \
-            pytest.raises(StoreUnavailable, match="unreachable"):
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_remote_memory_maps_http_failures_to_our_errors(kind, loop, api_url, runtime):
+    with pytest.raises(InvalidCredentials), remote(kind, loop, api_url, "om_" + "z" * 43) as forged:
+        forged.get_all("anyone")  # the async client already refuses the key on `async with`
+    with pytest.raises(StoreUnavailable, match="unreachable"), \
+            remote(kind, loop, f"http://127.0.0.1:{_closed_port()}", "om_x", timeout=5) as nowhere:
         nowhere.ping()
 
     owner_id, key = account(runtime)
     limited = create_app(runtime, settings=runtime.settings.model_copy(update={"api_rate_limit_per_minute": 2}))
-    with serve(limited) as url, RemoteMemory(url, key) as remote:
-        remote.get_all(owner_id)  # the owner lookup (ping) is the first request
+    with serve(limited) as url, remote(kind, loop, url, key) as client:
+        client.get_all(owner_id)  # the owner lookup (ping) is the first request
         with pytest.raises(RateLimited) as err:
-            remote.get_all(owner_id)
+            client.get_all(owner_id)
         assert err.value.retry_after >= 1
-    with RemoteMemory(api_url, key) as remote, pytest.raises(ValidationError) as err:
-        remote.search(owner_id, "x", top_k=5000)
-    assert err.value.field == "top_k"
+    with remote(kind, loop, api_url, key) as client:
+        with pytest.raises(ValidationError) as err:
+            client.search(owner_id, "x", top_k=5000)
+        assert err.value.field == "top_k"
+        with pytest.raises(NotFound):
+            client.get(owner_id, str(uuid.uuid4()))
+
+
+def broken_proxy() -> FastAPI:
+    """What may stand in front of a down API: the ping passes, then HTML pages (502, or 200 from a portal)."""
+    app = FastAPI()
+
+    @app.get("/v1/ping/")
+    def ping() -> dict[str, str]:
+        return {"owner_id": "someone", "username": "someone"}
+
+    @app.get("/v1/memories/{memory_id}/")
+    def portal(memory_id: str) -> HTMLResponse:  # a login portal answering 200 with a page
+        return HTMLResponse("<html><body>Sign in to the network</body></html>")
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    def down(path: str) -> HTMLResponse:
+        return HTMLResponse("<html><body>502 Bad Gateway" + "<p>upstream</p>" * 500 + "</body></html>", status_code=502)
+
+    return app
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_server_failures_are_store_unavailable(kind, loop):
+    with serve(broken_proxy()) as url, remote(kind, loop, url, "om_x") as client:
+        with pytest.raises(StoreUnavailable, match="502"):
+            client.get_all("someone")
+        with pytest.raises(StoreUnavailable, match="502") as err:
+            client.add(Scope.personal("someone"), "anything")
+        assert len(str(err.value)) < 300  # the page is not pasted into the message
+        with pytest.raises(StoreUnavailable, match="without a JSON body"):
+            client.get("someone", str(uuid.uuid4()))
+
+
+# ------------------------------------------------------------------ the async client in its own loop
+def test_async_client_serves_concurrent_tasks(api_url, runtime):
+    """Tasks of one loop share a client (the first calls race to learn the owner), and two
+    clients for two accounts used at the same time never see each other's memories."""
+    (ana, ana_key), (ben, ben_key) = account(runtime), account(runtime)
+
+    async def scenario() -> None:
+        lazy = AsyncRemoteMemory(api_url, ana_key, timeout=60)  # not entered: the owner is asked by the calls
+        try:
+            assert await asyncio.gather(*(lazy.get_all(ana) for _ in range(8))) == [[]] * 8
+        finally:
+            await lazy.aclose()
+        async with AsyncRemoteMemory(api_url, ana_key, timeout=60) as mine, \
+                AsyncRemoteMemory(api_url, ben_key, timeout=60) as theirs:
+
+            async def write(client: AsyncRemoteMemory, owner: str, user: str) -> list[str]:
+                return [(await client.add(Scope(owner, user), f"{user} fact {i}")).id for i in range(4)]
+
+            written = await asyncio.gather(write(mine, ana, "u1"), write(mine, ana, "u2"),
+                                           write(theirs, ben, "u1"), mine.search(ana, "fact"))
+            ana_ids, ben_ids = set(written[0] + written[1]), set(written[2])
+            assert len(ana_ids) == 8 and len(ben_ids) == 4
+            listed, by_user, ben_listed = await asyncio.gather(
+                mine.get_all(ana), mine.get_all(ana, MemoryFilters(user_id="u2")), theirs.get_all(ben))
+            assert {r.id for r in listed} == ana_ids and {r.id for r in ben_listed} == ben_ids
+            assert {r.id for r in by_user} == set(written[1])
+            with pytest.raises(NotFound):
+                await mine.get(ana, next(iter(ben_ids)))
+
+    asyncio.run(scenario())
+    # checked through the local service, not through the client that wrote them
+    assert len(runtime.memory.get_all(ana)) == 8 and len(runtime.memory.get_all(ben)) == 4
+
+
+def test_async_client_refuses_a_bad_key_on_entry_and_needs_entry_for_owner_id(api_url):
+    async def scenario() -> None:
+        client = AsyncRemoteMemory(api_url, "om_" + "q" * 43)
+        with pytest.raises(RuntimeError, match="async with"):
+            _ = client.owner_id
+        with pytest.raises(InvalidCredentials):
+            async with client:
+                pytest.fail("entered with a forged key")
+        assert client._http.is_closed  # a refused entry leaves no open connections behind
+
+    asyncio.run(scenario())
