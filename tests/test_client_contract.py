@@ -306,6 +306,7 @@ def test_stats_summarise_the_account(memory):
     stats = m.stats(owner)
     assert (stats.total, stats.by_type, stats.user_ids) == (3, {"preference": 2, "fact": 1}, ["u1", "u2"])
     assert stats.top_tags[0] == ("food", 2) and stats.top_people == [("Ana", 1)]
+    assert stats.tags == [("food", 2), ("bio", 1)] and stats.people == [("Ana", 1)]  # every one in use
     assert stats.oldest <= stats.newest
     assert m.stats(owner, user_id="u2").total == 1
 

@@ -126,7 +126,8 @@ def stats(data: dict[str, Any]) -> MemoryStats:
     return MemoryStats(
         total=data["total"], by_type=data["by_type"], top_tags=[tuple(t) for t in data["top_tags"]],
         top_people=[tuple(p) for p in data["top_people"]], oldest=data["oldest"], newest=data["newest"],
-        user_ids=data["user_ids"],
+        user_ids=data["user_ids"], tags=[tuple(t) for t in data.get("tags", [])],
+        people=[tuple(p) for p in data.get("people", [])],
     )
 
 
