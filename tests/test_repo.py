@@ -69,3 +69,31 @@ def test_pages_holds_only_the_pages_app_py_navigates_to():
     routed = set(re.findall(r'st\.Page\("pages/(\w+)\.py"', (REPO / "app.py").read_text()))
     modules = {path.stem for path in (REPO / "pages").glob("*.py")} - {"__init__"}
     assert modules == routed, "shared page helpers belong in ui/, not pages/"
+
+
+def _layout() -> tuple[str, str]:
+    """README's layout block, and the prose right after it."""
+    section = (REPO / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    block, after = section.split("```", 2)[1:]
+    return block, after
+
+
+def test_readme_layout_names_every_module_and_package():
+    block, _ = _layout()
+    names = set(re.findall(r"[A-Za-z_]\w*", block))
+    prefixes = tuple(re.findall(r"(\w+_)\*", block))  # routes_* names every routes_ module
+    missing = [str(path.relative_to(REPO)) for path in [*(REPO / "core").rglob("*.py"), *(REPO / "ui").glob("*.py")]
+               if path.stem not in {"__init__", "__main__"} and path.stem not in names
+               and not path.stem.startswith(prefixes)]
+    assert not missing, f"README's layout does not mention {missing}"
+    for package in (p for p in (REPO / "core").iterdir() if (p / "__init__.py").exists()):
+        assert f"{package.name}/" in block, f"README's layout does not mention core/{package.name}/"
+
+
+def test_no_module_is_over_500_lines_unless_the_layout_says_why():
+    _, after = _layout()
+    for path in [*(REPO / "core").rglob("*.py"), *(REPO / "ui").glob("*.py"), *(REPO / "pages").glob("*.py"),
+                 REPO / "app.py"]:
+        lines = len(path.read_text().splitlines())
+        if lines > 500:
+            assert str(path.relative_to(REPO)) in after and lines <= 550, f"{path.relative_to(REPO)}: {lines} lines"
