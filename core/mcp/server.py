@@ -1,0 +1,132 @@
+"""The MCP endpoint: Optimus memories for any MCP client, over streamable HTTP at ``/mcp``.
+
+Built with the official ``mcp`` SDK (``MCPServer``), served in stateless mode with JSON
+responses, so any replica can answer any request (no session lives in a process). It is one
+ASGI app, :class:`McpEndpoint`, mounted by two hosts:
+
+* the Streamlit server (``streamlit run app.py``), beside the UI and the REST API at ``/api``,
+  over the process's shared runtime;
+* the REST API replica (``python -m core.api``), beside its routes.
+
+The host's lifespan must run :meth:`McpEndpoint.running` (the SDK's session manager). Before the
+SDK sees a request the endpoint checks, in this order: that the runtime is open (503 with an
+error id when settings are invalid or storage is unreachable), the client address's rate limit
+(429, before the key is looked up, as the REST API does), and the body limit (413). The SDK then
+checks the key (401) and dispatches the tool call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.api.context import ApiContext
+from core.api.errors import error_response, safe_json
+from core.api.middleware import BodyLimit
+from core.errors import AppError, ClientError
+from core.logs import exception_summary, new_error_id
+from core.mcp.auth import ApiKeyVerifier
+from core.mcp.tools import MemoryTools
+from core.proxies import client_address
+
+log = logging.getLogger("core.mcp")
+PATH = "/mcp"
+INSTRUCTIONS = """\
+Long-term memory of one Optimus account (the API key's owner). Search before answering questions
+about the person; add or learn what they want remembered. user_id scopes memories to an end-user
+inside the account (default: the account's own memories, the ones its chats use)."""
+# The SDK logs each refused tool call's message at INFO; ours may quote what the caller sent.
+_SDK_LOGGERS = ("mcp.server.mcpserver.server", "mcp.server.mcpserver.tools.base")
+
+
+def build_server(context: Callable[[], ApiContext], *, issuer_url: str = "http://localhost") -> MCPServer:
+    """The SDK server with the memory tools and API-key auth (a resource server: no OAuth routes).
+
+    ``issuer_url`` is required by the SDK's ``AuthSettings``; with no ``resource_server_url`` it
+    is never published (there is no OAuth metadata: clients send the key they were given).
+    """
+    for name in _SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    server = MCPServer(
+        name="optimus", title="Optimus memory", instructions=INSTRUCTIONS, version="0.1.0",
+        token_verifier=ApiKeyVerifier(context),
+        auth=AuthSettings(issuer_url=issuer_url, resource_server_url=None),
+        log_level="WARNING",
+    )
+    MemoryTools(context).register(server)
+    return server
+
+
+class McpEndpoint:
+    """ASGI app for ``Route("/mcp", endpoint)``, over ``context`` (which raises an
+    :class:`~core.errors.AppError` while the runtime cannot open)."""
+
+    def __init__(self, context: Callable[[], ApiContext], *, path: str = PATH) -> None:
+        self._context = context
+        self.server = build_server(context)
+        # DNS-rebinding protection guards unauthenticated local servers; every request here needs
+        # an API key, and the Host behind a reverse proxy is the operator's choice.
+        self._app: ASGIApp = self.server.streamable_http_app(
+            streamable_http_path=path, json_response=True, stateless_http=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the SDK's session manager (its task group) for the host's lifetime."""
+        async with self.server.session_manager.run():
+            yield
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            ctx = await anyio.to_thread.run_sync(self._context)
+            peer = scope.get("client")
+            headers = {k: v for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"}
+            address = client_address(peer[0] if peer else None,
+                                     headers.get(b"x-forwarded-for", b"").decode("latin-1") or None,
+                                     ctx.trusted_proxies)
+            ctx.address_limiter.check(address or "unknown")
+            limited = BodyLimit(self._app, max_bytes=ctx.runtime.settings.api_max_body_bytes)
+            await limited(scope, receive, tracking_send)
+        except AppError as exc:
+            if started:
+                raise
+            await self._refuse(exc, scope, receive, send)
+        except Exception as exc:
+            if started:
+                raise
+            error_id = new_error_id()
+            log.error("error %s: %s %s: %s", error_id, scope.get("method", "?"), PATH, exception_summary(exc))
+            body = safe_json({"detail": "Internal server error.", "error_id": error_id})
+            await send({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"x-error-id", error_id.encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+    async def _refuse(self, exc: AppError, scope: Scope, receive: Receive, send: Send) -> None:
+        """The REST API's answer to the same error (429 with Retry-After, 503 with an error id)."""
+        error_id = None
+        if not isinstance(exc, ClientError):  # the runtime cannot open: the log line says why, by id
+            error_id = new_error_id()
+            cause = exc.__cause__ or exc.__context__
+            log.warning("error %s: %s %s: %s%s", error_id, scope.get("method", "?"), PATH, type(exc).__name__,
+                        f" (cause: {exception_summary(cause)})" if cause else "")
+        await error_response(exc, error_id=error_id)(scope, receive, send)
