@@ -36,10 +36,11 @@ Long-term memory over HTTP. Works with the official `mem0ai` client unchanged:
 
 ```python
 from mem0 import MemoryClient
-client = MemoryClient(api_key="om_…", host="http://127.0.0.1:8000")
+client = MemoryClient(api_key="om_…", host="http://localhost:8501/api")  # the app's own port
 ```
 
-Every key acts as its owner account and sees only that account's memories; `user_id`,
+(`python -m core.api` serves the same API at its root, e.g. `http://127.0.0.1:8000`.) MCP
+clients use `/mcp` beside it with `Authorization: Bearer om_…`. Every key acts as its owner account and sees only that account's memories; `user_id`,
 `agent_id` and `run_id` are scopes inside it. Send the key as `Authorization: Token om_…`
 (or `Bearer om_…`). Create keys on the Settings page or with `python -m core apikey create`.
 """

@@ -28,6 +28,7 @@ import anyio.to_thread
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.api.context import ApiContext
@@ -104,10 +105,8 @@ class McpEndpoint:
         try:
             ctx = await anyio.to_thread.run_sync(self._context)
             peer = scope.get("client")
-            headers = {k: v for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"}
-            address = client_address(peer[0] if peer else None,
-                                     headers.get(b"x-forwarded-for", b"").decode("latin-1") or None,
-                                     ctx.trusted_proxies)
+            address = client_address(peer[0] if peer else None, Headers(scope=scope).get("x-forwarded-for"),
+                                     ctx.trusted_proxies)  # as the REST API reads it
             ctx.address_limiter.check(address or "unknown")
             limit = ctx.runtime.settings.api_max_body_bytes
             body = await _read_body(receive, limit)
