@@ -2,8 +2,10 @@
 
 This module is two things:
 
-* the ASGI app, ``app = st.App(...)``: Streamlit plus the session-cookie routes below, served on
-  the same port. Streamlit owns ``/auth/*`` (``st.login``), so ours live under ``/api/session/``;
+* the ASGI app, ``app = st.App(...)``: Streamlit plus the session-cookie routes below, ``/metrics``,
+  the REST API mounted at ``/api`` and MCP at ``/mcp`` (``core.api.embedded``), all on the same
+  port and over the process's one runtime. Streamlit owns ``/auth/*`` (``st.login``), so ours
+  live under ``/api/session/`` (listed before the ``/api`` mount, which takes the rest);
 * the Streamlit script (router and start-up gate; pages live in ``pages/``), which runs only
   inside a Streamlit runtime, i.e. for each browser session, never when the module is imported.
 
@@ -35,9 +37,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.accounts import BROWSER_COOKIE, SESSION_COOKIE, AuthService, new_browser_id
-from core.proxies import client_address
+from core.api.embedded import embedded_services
 from core.errors import AppError, InvalidCredentials
 from core.logs import configure_logging, new_error_id
+from core.proxies import client_address
 
 configure_logging()
 log = logging.getLogger("optimus.app")
@@ -165,11 +168,13 @@ def metrics(request: Request) -> Response:
     return Response(get_runtime().metrics_text(), media_type=METRICS.content_type)
 
 
+SERVICES = embedded_services()
 ROUTES = [
     Route("/api/session/start", start_session, methods=["GET"]),
     Route("/api/session/end", end_session, methods=["GET", "POST"]),
     Route("/api/session/me", session_me, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    *SERVICES.routes,  # /api (the REST API) and /mcp: after /api/session/*
 ]
 
 class BrowserCookie:
@@ -209,7 +214,7 @@ def _request_cookie(scope: Scope, name: str) -> str | None:
     return jar[name].value if name in jar else None
 
 
-app = st.App(__file__, routes=ROUTES, middleware=[Middleware(BrowserCookie)])
+app = st.App(__file__, routes=ROUTES, middleware=[Middleware(BrowserCookie)], lifespan=SERVICES.lifespan)
 
 if st.runtime.exists():
     st.set_page_config(page_title="Optimus", page_icon=":material/neurology:", layout="wide")

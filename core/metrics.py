@@ -48,6 +48,8 @@ class Metrics:
                                     registry=r)
         self.api_latency = Histogram("optimus_api_latency_seconds", "REST API latency.", ["method", "route"],
                                      buckets=FAST_BUCKETS, registry=r)
+        self.mcp_tool_calls = Counter("optimus_mcp_tool_calls", "MCP tool calls by tool and outcome.",
+                                      ["tool", "outcome"], registry=r)
         self._collectors: list[Callable[[Metrics], None]] = []
         self._lock = threading.Lock()
 

@@ -1,6 +1,7 @@
 """The process-wide runtime: settings, storage and services, opened once.
 
-The Streamlit app keeps one in ``st.cache_resource``; the API and CLI call
+The Streamlit server (its pages, the REST API mounted at ``/api`` and MCP at ``/mcp``) shares
+one per process through :func:`shared_runtime`; the API replica and the CLI call
 :func:`open_runtime` themselves. Every service here is thread-safe.
 """
 
@@ -281,6 +282,43 @@ def open_runtime(settings: Settings | None = None, *, check_embedder: bool = Tru
         runtime.close()
         raise
     return runtime
+
+
+_shared: Runtime | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_runtime() -> Runtime:
+    """This process's runtime, opened on first use with its learning worker running.
+
+    Every page, the REST API and the MCP endpoint of the Streamlit server get the same one, so
+    they read and write the same memories (Qdrant Edge opens a shard in one process only).
+    Thread-safe. If opening fails (bad settings, unreachable storage) the error goes to the caller
+    and the next call tries again.
+    """
+    global _shared
+    runtime = _shared
+    if runtime is not None:
+        return runtime
+    with _shared_lock:
+        if _shared is None:
+            opened = open_runtime()
+            try:
+                opened.start_worker()
+            except BaseException:
+                opened.close()
+                raise
+            _shared = opened
+        return _shared
+
+
+def close_shared_runtime() -> None:
+    """Close this process's shared runtime, if open (at server shutdown; tests between cases)."""
+    global _shared
+    with _shared_lock:
+        runtime, _shared = _shared, None
+    if runtime is not None:
+        runtime.close()
 
 
 def local_model_factory(settings: Settings) -> Callable[..., Model] | None:

@@ -101,8 +101,9 @@ with prefs_tab:
 # ------------------------------------------------------------------ API keys
 with keys_tab:
     keys = runtime.api_keys
-    st.caption("Use a key with the REST API or mem0's `MemoryClient(api_key=..., host=...)`. "
-               "A key acts as you and reaches only your memories.")
+    st.caption("Use a key with the REST API at `/api` on this server (mem0's `MemoryClient(api_key=..., "
+               "host=\"http://<this server>/api\")`) or with MCP clients at `/mcp` (`Authorization: Bearer <key>`). "
+               "A key acts as you and reaches only your memories, the ones your chats use.")
     with st.form("new-key", clear_on_submit=True):
         name = st.text_input("Name", placeholder="e.g. laptop script")
         if st.form_submit_button("Create key", icon=":material/key:"):

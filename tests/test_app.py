@@ -26,11 +26,13 @@ def fresh_runtime(monkeypatch) -> Iterator[None]:
     monkeypatch.setenv("OPTIMUS_SCRIPTED_MODELS", "true")
     monkeypatch.setenv("OPTIMUS_MEMORY_MODEL", "test:memory")
     monkeypatch.setenv("OPTIMUS_DEFAULT_MODEL", "test:echo")
-    st.cache_resource.clear()
+    from core.runtime import close_shared_runtime
+
+    close_shared_runtime()
     try:
         yield
     finally:
-        st.cache_resource.clear()  # on_release closes the runtime (and wipes ephemeral dirs)
+        close_shared_runtime()  # the process's runtime (closing wipes ephemeral dirs)
 
 
 def _run(at: AppTest | None = None) -> AppTest:

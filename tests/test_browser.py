@@ -708,3 +708,48 @@ def test_sign_in_is_a_narrow_card_that_warns_before_the_captcha_and_status_icons
     assert icons.count() >= 3
     assert not re.search("[\u2705\u274c\U0001F300-\U0001FAFF]", main(page).inner_text())  # no emoji left
     shot(page, "14b-admin-status-icons")
+
+
+def test_what_the_chat_learns_is_what_the_api_and_mcp_on_the_same_port_see(page: Page, server: Server):
+    """One process, one port (issue 13): the chat's memories through mem0's MemoryClient at /api and
+    the MCP SDK's client at /mcp, and what they add on the Memories page."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mem0 import MemoryClient
+
+    from tests.test_mcp import connect, ok
+
+    register(page, "oboe-sibling")
+    send_chat(page, "Remember that my brother plays the oboe")
+    panel = page.get_by_test_id("stExpander").filter(has_text=re.compile(r"Memory · .* 1 change"))
+    expect(panel).to_be_visible(timeout=30_000)
+
+    open_page(page, "/settings")
+    open_tab(page, "API keys")
+    page.get_by_role("textbox", name="Name", exact=True).fill("one port")
+    page.get_by_role("button", name="Create key").click()
+    wait_idle(page)
+    key = page.get_by_test_id("stCode").filter(has_text="om_").inner_text().strip()
+    shot(page, "40-user-settings-api-key")
+
+    client = MemoryClient(api_key=key, host=f"{server.base}/api")
+    try:
+        learned = [m["memory"] for m in client.get_all(filters={"user_id": "*"})["results"]]
+        assert any("brother plays the oboe" in m.lower() for m in learned), learned
+        client.add([{"role": "user", "content": "Likes dried figs"}], infer=False)
+    finally:
+        client.client.close()
+
+    async def search() -> dict:
+        async with connect(f"{server.base}/mcp", key) as mcp:
+            return await ok(mcp, "search_memories", {"query": "what instrument does my brother play?"})
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        found = pool.submit(asyncio.run, search()).result(timeout=120)
+    assert "brother plays the oboe" in found["results"][0]["memory"].lower()
+
+    open_page(page, "/memories")
+    table = page.get_by_test_id("stDataFrame")
+    expect(table.get_by_test_id(re.compile(r"glide-cell-1-[01]")).filter(has_text="Likes dried figs")).to_have_count(1)
+    shot(page, "41-user-memories-added-over-the-api")

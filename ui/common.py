@@ -1,21 +1,19 @@
-"""Streamlit glue shared by the pages: the cached runtime and the degraded-mode banner."""
+"""Streamlit glue shared by the pages: the process's runtime and the degraded-mode banner."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.runtime import Runtime, open_runtime
+from core.runtime import Runtime, shared_runtime
 
 
-@st.cache_resource(show_spinner="Opening storage…", on_release=lambda runtime: runtime.close())
 def get_runtime() -> Runtime:
-    """One runtime per server process, shared by every session (its services are thread-safe).
+    """One runtime per server process, shared by every session and by the REST API and MCP
+    endpoint on the same port (its services are thread-safe).
 
     Its worker learns memories from finished turns in the background, off the request path.
     """
-    runtime = open_runtime()
-    runtime.start_worker()
-    return runtime
+    return shared_runtime()
 
 
 def degraded_banner(runtime: Runtime) -> None:

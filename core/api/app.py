@@ -23,27 +23,31 @@ from core.api.errors import InternalErrors, app_error, request_validation_error
 from core.api.middleware import BodyLimit, RequestMetrics
 from core.apikeys import ApiKeyStore
 from core.config import Settings, get_settings
-from core.errors import AppError
+from core.errors import AppError, ServiceError
 from core.runtime import Runtime, open_runtime
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
+
+    from core.mcp.server import McpEndpoint
 
 DESCRIPTION = """\
 Long-term memory over HTTP. Works with the official `mem0ai` client unchanged:
 
 ```python
 from mem0 import MemoryClient
-client = MemoryClient(api_key="om_…", host="http://127.0.0.1:8000")
+client = MemoryClient(api_key="om_…", host="http://localhost:8501/api")  # the app's own port
 ```
 
-Every key acts as its owner account and sees only that account's memories; `user_id`,
+(`python -m core.api` serves the same API at its root, e.g. `http://127.0.0.1:8000`.) MCP
+clients use `/mcp` beside it with `Authorization: Bearer om_…`. Every key acts as its owner account and sees only that account's memories; `user_id`,
 `agent_id` and `run_id` are scopes inside it. Send the key as `Authorization: Token om_…`
 (or `Bearer om_…`). Create keys on the Settings page or with `python -m core apikey create`.
 """
 
 
-def _context(runtime: Runtime, settings: Settings, memory_model: Model | None) -> ApiContext:
+def build_context(runtime: Runtime, settings: Settings, memory_model: Model | None = None) -> ApiContext:
+    """What the routes and the MCP tools share: the runtime, the key store and the rate limits."""
     return ApiContext(
         runtime=runtime,
         keys=ApiKeyStore(runtime.storage.engine),
@@ -61,27 +65,35 @@ def create_app(
     memory_model: Model | None = None,
     settings: Settings | None = None,
     start_worker: bool | None = None,
+    mcp: bool = True,
 ) -> FastAPI:
     """The API over ``runtime``, or over a runtime opened at start-up from ``settings``.
 
     ``settings`` also sets the API's own knobs (rate limit, body limit, CORS); by default the
     runtime's. ``memory_model`` replaces the configured memory model for inferred adds (tests pass
     a scripted one). ``start_worker`` (default: only when the app opens its own runtime) runs the
-    extraction worker that learns from queued exchanges.
+    extraction worker that learns from queued exchanges. ``mcp`` serves the MCP endpoint at ``/mcp``
+    (``core.mcp``) beside the routes, over the same context (keys and rate limits).
     """
     settings = settings or (runtime.settings if runtime is not None else get_settings())
     run_worker = runtime is None if start_worker is None else start_worker
+
+    endpoint: McpEndpoint | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime if runtime is not None else await run_in_threadpool(open_runtime, settings)
         try:
             if runtime is None:
-                app.state.api = _context(rt, settings, memory_model)
+                app.state.api = build_context(rt, settings, memory_model)
                 await run_in_threadpool(lambda: rt.memory)  # load the embedder before the first request
             if run_worker:
                 rt.start_worker()
-            yield
+            if endpoint is None:
+                yield
+            else:
+                async with endpoint.running():
+                    yield
         finally:
             if runtime is None:
                 rt.close()
@@ -96,11 +108,16 @@ def create_app(
                    "auto_configure": False},
     )
     if runtime is not None:
-        app.state.api = _context(runtime, settings, memory_model)
+        app.state.api = build_context(runtime, settings, memory_model)
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)
     for module in (routes_service, routes_memories, routes_entities, routes_exports, routes_optimus):
         app.include_router(module.router)
+    if mcp:
+        from core.mcp.server import McpEndpoint
+
+        endpoint = McpEndpoint(lambda: _opened(app))
+        app.router.add_route("/mcp", endpoint, include_in_schema=False)
 
     # Added innermost first: unhandled errors become a 500 inside the app (so the connection survives),
     # then CORS (only if origins are configured), the body limit, and metrics, which count them all.
@@ -113,6 +130,13 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app
+
+
+def _opened(app: FastAPI) -> ApiContext:
+    ctx = getattr(app.state, "api", None)
+    if ctx is None:  # only while the server starts
+        raise ServiceError("The API is starting.")
+    return ctx
 
 
 _app: FastAPI | None = None

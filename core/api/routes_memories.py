@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from core.api.context import Caller, Ctx, scope_for
+from core.api.context import ApiContext, Caller, Ctx, scope_for
 from core.api.filters import ENTITY_KEYS, MAX_FILTER_DEPTH, parse_filters
 from core.api.schemas import (
     EventStatusOut,
@@ -33,6 +33,7 @@ from core.api.schemas import (
     SearchIn,
     UpdateIn,
 )
+from core.apikeys import KeyOwner
 from core.errors import NotFound, ValidationError
 from core.memory.limits import check_metadata, check_text
 from core.memory.service import MAX_MEMORY_CHARS, MemoryFilters
@@ -79,6 +80,15 @@ def add_memories(body: AddIn, caller: Caller, ctx: Ctx, response: Response) -> A
     """``infer=False`` stores each non-system message verbatim. ``infer=True`` (the default) learns
     facts with the two-phase pipeline; if the model fails the messages are queued and the answer is
     202 with ``status: PENDING``."""
+    added = add(body, caller, ctx, source="api")
+    if added.status == "PENDING":
+        response.status_code = 202
+    return added
+
+
+def add(body: AddIn, caller: KeyOwner, ctx: ApiContext, *, source: str) -> AddOut:
+    """Store verbatim (``infer=False``) or learn (the REST route and the MCP tools share this);
+    ``source`` ("api", "mcp") is recorded in the history and the metrics."""
     user_id, agent_id, run_id = entity_ids(body.filters, user_id=body.user_id, agent_id=body.agent_id,
                                            run_id=body.run_id)
     scope = scope_for(caller, user_id, agent_id, run_id)
@@ -89,16 +99,15 @@ def add_memories(body: AddIn, caller: Caller, ctx: Ctx, response: Response) -> A
         items = [NewMemory(text=text, type=body.type, importance=body.importance, tags=body.tags or [],
                            people=body.people or [], entities=body.entities or [],
                            expires_at=body.expiration_date, metadata=body.metadata or {}) for text in texts]
-        records = ctx.memory.add_many(scope, items, source="api")
-        METRICS.memory_events.labels("ADD", "api").inc(len(records))
+        records = ctx.memory.add_many(scope, items, source=source)
+        METRICS.memory_events.labels("ADD", source).inc(len(records))
         return AddOut(results=[AddEventOut(id=r.id, memory=r.text, event="ADD") for r in records])
     for name in ("metadata", "expiration_date", "tags", "people", "entities"):
         if getattr(body, name):
             raise ValidationError(f"{name} is stored only with infer=False; inferred memories get theirs from "
                                   "the model.", field=name)
-    learned = ctx.learner.learn(scope, [m.model_dump() for m in body.messages], wait=ctx.learn_wait)
+    learned = ctx.learner.learn(scope, [m.model_dump() for m in body.messages], wait=ctx.learn_wait, source=source)
     if learned.pending:
-        response.status_code = 202
         return AddOut(results=[], status="PENDING", event_id=str(learned.job_id),
                       message="Learning from these messages takes longer; it goes on in the background. "
                               f"GET /v1/events/{learned.job_id}/ tells when it is done.")
@@ -122,20 +131,26 @@ def list_memories(
     request: Request, caller: Caller, ctx: Ctx, body: ListIn | None = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1, page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page:
-    body = body or ListIn()
+    total, chunk = list_page(body or ListIn(), caller, ctx, page=page, page_size=page_size)
+    more = page * page_size < total
+    return Page(
+        count=total,
+        next=str(request.url.include_query_params(page=page + 1, page_size=page_size)) if more else None,
+        previous=str(request.url.include_query_params(page=page - 1, page_size=page_size)) if page > 1 else None,
+        results=chunk,
+    )
+
+
+def list_page(body: ListIn, caller: KeyOwner, ctx: ApiContext, *, page: int,
+              page_size: int) -> tuple[int, list[MemoryOut]]:
+    """(how many match, the memories on page ``page``, counted from 1)."""
     flt = with_extras(parse_filters(body.filters), categories=body.categories, start_date=body.start_date,
                       end_date=body.end_date)
     start = (page - 1) * page_size
     total = ctx.memory.count_matching(caller.owner_id, flt, include_expired=body.show_expired)
     chunk = ctx.memory.get_all(caller.owner_id, flt, limit=page_size, offset=start,
                                include_expired=body.show_expired) if start < total else []
-    more = start + page_size < total
-    return Page(
-        count=total,
-        next=str(request.url.include_query_params(page=page + 1, page_size=page_size)) if more else None,
-        previous=str(request.url.include_query_params(page=page - 1, page_size=page_size)) if page > 1 else None,
-        results=[MemoryOut.of(r) for r in chunk],
-    )
+    return total, [MemoryOut.of(r) for r in chunk]
 
 
 @router.post("/v3/memories/search/", response_model=MemoryList, summary="Search memories (mem0 client: search)")
@@ -156,15 +171,19 @@ def get_memory(memory_id: str, caller: Caller, ctx: Ctx) -> MemoryOut:
 
 @router.put("/v1/memories/{memory_id}/", response_model=MemoryOut, summary="Update a memory (mem0 client: update)")
 def update_memory(memory_id: str, body: UpdateIn, caller: Caller, ctx: Ctx) -> MemoryOut:
+    return update(memory_id, body, caller, ctx, source="api")
+
+
+def update(memory_id: str, body: UpdateIn, caller: KeyOwner, ctx: ApiContext, *, source: str) -> MemoryOut:
     given = body.model_fields_set
     if not given:
         raise ValidationError("Nothing to update: send text, metadata, expiration_date or another field.")
     record = ctx.memory.update(
         caller.owner_id, memory_id, text=body.text, metadata=body.metadata, type=body.type,
         importance=body.importance, confidence=body.confidence, entities=body.entities, people=body.people,
-        tags=body.tags, expires_at=body.expiration_date if "expiration_date" in given else ..., source="api",
+        tags=body.tags, expires_at=body.expiration_date if "expiration_date" in given else ..., source=source,
     )
-    METRICS.memory_event("UPDATE", "api")
+    METRICS.memory_event("UPDATE", source)
     return MemoryOut.of(record)
 
 
@@ -174,8 +193,12 @@ def delete_memory(
     delete_linked: Annotated[bool, Query(description="Accepted for mem0 compatibility; no linked chains here.")]
     = False,
 ) -> Notice:
-    ctx.memory.delete(caller.owner_id, memory_id, source="api")
-    METRICS.memory_event("DELETE", "api")
+    return delete(memory_id, caller, ctx, source="api")
+
+
+def delete(memory_id: str, caller: KeyOwner, ctx: ApiContext, *, source: str) -> Notice:
+    ctx.memory.delete(caller.owner_id, memory_id, source=source)
+    METRICS.memory_event("DELETE", source)
     return Notice(message="Memory deleted successfully!")
 
 
